@@ -1,0 +1,32 @@
+# Legato: `make demo` runs the example pipeline on the embedded history; `make test` runs every test.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install install-test check bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e '.[examples]'
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,examples]'
+
+demo: install
+	$(BIN)/python examples/demo.py
+
+test: install-test
+	$(BIN)/python -m pytest -n 2 -q
+
+check: install-test
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache

@@ -1,0 +1,1 @@
+"""Legato: a workflow orchestrator for Python."""

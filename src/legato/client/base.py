@@ -1,0 +1,82 @@
+"""The client interface. The embedded client implements it in-process; the HTTP client of the
+server issue implements it over the API. The engine knows nothing else about the history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Protocol
+
+from ..core.rules import Decision
+from ..schemas import FlowRun, FlowRunFilter, LogRecord, StateRecord, TaskRun, TaskRunFilter
+from ..states import State
+
+
+class OrchestrationClient(Protocol):
+    # -- writes: hot path; implementations batch them --------------------------------------------
+    def create_flow_run(
+        self,
+        *,
+        id: str,
+        flow_name: str,
+        name: str,
+        state: State,
+        parameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        parent_task_run_id: str | None = None,
+        version: str | None = None,
+        empirical_policy: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def create_task_run(
+        self,
+        *,
+        id: str,
+        flow_run_id: str | None,
+        task_key: str,
+        name: str,
+        dynamic_key: str,
+        state: State,
+        tags: list[str] | None = None,
+        task_inputs: dict[str, list[dict[str, Any]]] | None = None,
+        empirical_policy: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def set_flow_run_state(
+        self, run_id: str, state: State, *, new_attempt: bool = False,
+        result: dict[str, Any] | None = None, force: bool = False,
+    ) -> Decision: ...
+
+    def set_task_run_state(
+        self, run_id: str, state: State, *, new_attempt: bool = False,
+        result: dict[str, Any] | None = None, force: bool = False,
+    ) -> Decision: ...
+
+    def set_task_run_cache_key(
+        self, run_id: str, cache_key: str | None, expiration: dt.datetime | None
+    ) -> None: ...
+
+    def write_log(self, row: dict[str, Any]) -> None: ...
+
+    def read_cache(self, key: str) -> dict[str, Any] | None: ...
+
+    def write_cache(
+        self, key: str, *, task_run_id: str, result: dict[str, Any], expiration: dt.datetime | None
+    ) -> None: ...
+
+    def flush(self) -> None:
+        """Make every write so far durable (in the database, or acknowledged by the server)."""
+
+    def end_flow_run(self, run_id: str) -> None:
+        """The flow run is over: flush and drop what was kept in memory about it."""
+
+    # -- reads -----------------------------------------------------------------------------------
+    def read_flow_runs(self, flt: FlowRunFilter | None = None) -> list[FlowRun]: ...
+    def read_flow_run(self, run_id: str) -> FlowRun: ...
+    def read_task_runs(self, flt: TaskRunFilter | None = None) -> list[TaskRun]: ...
+    def read_task_run(self, run_id: str) -> TaskRun: ...
+    def read_flow_run_states(self, run_id: str) -> list[StateRecord]: ...
+    def read_task_run_states(self, run_id: str) -> list[StateRecord]: ...
+    def read_logs(
+        self, *, flow_run_id: str | None = None, task_run_id: str | None = None,
+        min_level: int = 0, limit: int | None = None,
+    ) -> list[LogRecord]: ...

@@ -1,0 +1,321 @@
+"""The orchestration core's use cases: create runs, move them through states, keep the cache.
+
+Every state change goes through :func:`legato.core.rules.decide`; accepted changes become rows for
+the :class:`~legato.store.writer.HistoryWriter`. The core remembers the current state of the runs
+it drives, so a transition costs no database round trip; a run it has not seen is read from the
+store first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..exceptions import InvalidStateTransition, ObjectNotFound
+from ..states import TERMINAL_TYPES, State, StateType
+from ..store import models
+from ..store.database import Database
+from ..store.writer import HistoryWriter
+from .rules import Decision, Verdict, decide
+
+_UTC = dt.timezone.utc
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(_UTC)
+
+
+class _Run:
+    """What the core keeps in memory about a run it drives."""
+
+    __slots__ = ("kind", "type", "name", "run_count", "start_time", "running_since", "total")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.type: StateType | None = None
+        self.name: str | None = None
+        self.run_count = 0
+        self.start_time: dt.datetime | None = None
+        self.running_since: dt.datetime | None = None
+        self.total = 0.0
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return repr(value)
+
+
+class Orchestrator:
+    def __init__(self, db: Database, writer: HistoryWriter) -> None:
+        self.db = db
+        self.writer = writer
+        self._runs: dict[str, _Run] = {}
+        self._flows: dict[str, str] = {}
+        self._flow_lock = threading.Lock()
+
+    # -- flows -----------------------------------------------------------------------------------
+    def ensure_flow(self, name: str) -> str:
+        flow_id = self._flows.get(name)
+        if flow_id is not None:
+            return flow_id
+        with self._flow_lock:
+            flow_id = self._flows.get(name)
+            if flow_id is not None:
+                return flow_id
+            f = models.flow
+            with self.db.write() as conn:
+                flow_id = conn.execute(sa.select(f.c.id).where(f.c.name == name)).scalar()
+                if flow_id is None:
+                    flow_id = str(uuid.uuid4())
+                    now = _now()
+                    conn.execute(
+                        f.insert().values(id=flow_id, name=name, created=now, updated=now)
+                    )
+            self._flows[name] = str(flow_id)
+            return str(flow_id)
+
+    # -- runs ------------------------------------------------------------------------------------
+    def create_flow_run(
+        self,
+        *,
+        id: str,
+        flow_name: str,
+        name: str,
+        state: State,
+        parameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        parent_task_run_id: str | None = None,
+        version: str | None = None,
+        empirical_policy: dict[str, Any] | None = None,
+    ) -> None:
+        flow_id = self.ensure_flow(flow_name)
+        now = _now()
+        row = {
+            "id": id,
+            "flow_id": flow_id,
+            "name": name,
+            "state_type": None,
+            "state_name": None,
+            "state_message": None,
+            "state_timestamp": None,
+            "parameters": parameters or {},
+            "tags": list(tags or ()),
+            "parent_task_run_id": parent_task_run_id,
+            "run_count": 0,
+            "expected_start_time": state.timestamp,
+            "start_time": None,
+            "end_time": None,
+            "total_run_time": 0.0,
+            "version": version,
+            "empirical_policy": empirical_policy or {},
+            "created": now,
+            "updated": now,
+        }
+        self._runs[id] = _Run("flow_run")
+        self.writer.insert_flow_run(row)
+        self.set_state("flow_run", id, state)
+
+    def create_task_run(
+        self,
+        *,
+        id: str,
+        flow_run_id: str | None,
+        task_key: str,
+        name: str,
+        dynamic_key: str,
+        state: State,
+        tags: list[str] | None = None,
+        task_inputs: dict[str, list[dict[str, Any]]] | None = None,
+        empirical_policy: dict[str, Any] | None = None,
+    ) -> None:
+        now = state.timestamp
+        row = {
+            "id": id,
+            "flow_run_id": flow_run_id,
+            "task_key": task_key,
+            "name": name,
+            "dynamic_key": dynamic_key,
+            "cache_key": None,
+            "cache_expiration": None,
+            "state_type": None,
+            "state_name": None,
+            "state_message": None,
+            "state_timestamp": None,
+            "task_inputs": task_inputs or {},
+            "tags": list(tags or ()),
+            "run_count": 0,
+            "expected_start_time": now,
+            "start_time": None,
+            "end_time": None,
+            "total_run_time": 0.0,
+            "empirical_policy": empirical_policy or {},
+            "created": now,
+            "updated": now,
+        }
+        self._runs[id] = _Run("task_run")
+        self.writer.insert_task_run(row)
+        self.set_state("task_run", id, state)
+
+    def set_state(
+        self,
+        kind: str,
+        run_id: str,
+        state: State,
+        *,
+        new_attempt: bool = False,
+        result: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> Decision:
+        """Propose ``state`` for a run. Returns the decision; an accepted state is recorded."""
+        run = self._runs.get(run_id) or self._load(kind, run_id)
+        stype = state.type
+        if force:
+            decision = Decision(Verdict.ACCEPT)
+        else:
+            decision = decide(run.type, run.name, stype, state.name, new_attempt=new_attempt)
+        if decision.verdict is not Verdict.ACCEPT:
+            return decision
+        ts = state.timestamp
+        fields: dict[str, Any] = {
+            "state_type": stype.value,
+            "state_name": state.name,
+            "state_message": state.message,
+            "state_timestamp": ts,
+            "updated": ts,
+        }
+        if run.running_since is not None and stype is not StateType.RUNNING:
+            run.total += (ts - run.running_since).total_seconds()
+            run.running_since = None
+            fields["total_run_time"] = run.total
+        if stype is StateType.RUNNING:
+            run.run_count += 1
+            run.running_since = ts
+            fields["run_count"] = run.run_count
+            if run.start_time is None:
+                run.start_time = ts
+                fields["start_time"] = ts
+        elif stype in TERMINAL_TYPES:
+            fields["end_time"] = ts
+        if extra:
+            fields.update(extra)
+        run.type = stype
+        run.name = state.name
+        state_id = str(uuid.uuid4())
+        state.id = state_id
+        srow = {
+            "id": state_id,
+            f"{kind}_id": run_id,
+            "type": stype.value,
+            "name": state.name,
+            "message": state.message,
+            "timestamp": ts,
+            "result": result,
+            "details": _json_safe(state.details) if state.details else {},
+        }
+        w = self.writer
+        if kind == "task_run":
+            w.update_task_run(run_id, fields)
+            w.add_task_run_state(srow)
+            if stype in TERMINAL_TYPES:
+                w.after_terminal_state()
+        else:
+            w.update_flow_run(run_id, fields)
+            w.add_flow_run_state(srow)
+        return decision
+
+    def require_state(self, kind: str, run_id: str, state: State, **kw: Any) -> Decision:
+        """Like set_state, but a refusal raises InvalidStateTransition (NOOP is fine)."""
+        decision = self.set_state(kind, run_id, state, **kw)
+        if decision.verdict is Verdict.REJECT:
+            raise InvalidStateTransition(decision.reason or "transition refused")
+        return decision
+
+    def current_state_type(self, run_id: str) -> StateType | None:
+        run = self._runs.get(run_id)
+        return run.type if run else None
+
+    def forget(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
+    def _load(self, kind: str, run_id: str) -> _Run:
+        self.writer.flush()
+        table = models.flow_run if kind == "flow_run" else models.task_run
+        with self.db.read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(
+                        table.c.state_type,
+                        table.c.state_name,
+                        table.c.run_count,
+                        table.c.start_time,
+                        table.c.total_run_time,
+                    ).where(table.c.id == run_id)
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise ObjectNotFound(f"No {kind.replace('_', ' ')} with id {run_id} in the history.")
+        run = _Run(kind)
+        run.type = StateType(row["state_type"]) if row["state_type"] else None
+        run.name = row["state_name"]
+        run.run_count = row["run_count"]
+        run.start_time = row["start_time"]
+        run.total = row["total_run_time"] or 0.0
+        self._runs[run_id] = run
+        return run
+
+    def set_task_run_cache_key(
+        self, run_id: str, cache_key: str | None, expiration: dt.datetime | None
+    ) -> None:
+        self.writer.update_task_run(run_id, {"cache_key": cache_key, "cache_expiration": expiration})
+
+    # -- logs ------------------------------------------------------------------------------------
+    def write_log(self, row: dict[str, Any]) -> None:
+        self.writer.add_log(row)
+
+    # -- cache -----------------------------------------------------------------------------------
+    def read_cache(self, key: str) -> dict[str, Any] | None:
+        """The live cache entry for ``key`` (expired entries count as missing)."""
+        self.writer.flush()  # entries written earlier in this process must be visible
+        c = models.cache_entry
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(c).where(c.c.key == key)).mappings().first()
+        if row is None:
+            return None
+        if row["expiration"] is not None and row["expiration"] <= _now():
+            return None
+        return dict(row)
+
+    def write_cache(
+        self,
+        key: str,
+        *,
+        task_run_id: str,
+        result: dict[str, Any],
+        expiration: dt.datetime | None,
+    ) -> None:
+        self.writer.put_cache(
+            {
+                "key": key,
+                "task_run_id": task_run_id,
+                "result": result,
+                "expiration": expiration,
+                "created": _now(),
+            }
+        )
+
+    def flush(self) -> None:
+        self.writer.flush()

@@ -1,0 +1,105 @@
+"""Legato's exceptions.
+
+Every error Legato raises on purpose derives from :class:`LegatoError`; errors from SQLAlchemy,
+the DBAPI drivers and the serializers are translated where they enter, so users see one family::
+
+    LegatoError
+    ├── ConfigurationError            a setting, profile or LEGATO_HOME is unusable
+    │   └── HomeNotWritableError      LEGATO_HOME cannot be created or written
+    ├── StoreError                    the run history database refused an operation
+    │   ├── DatabaseLockedError       another process holds the database past the busy timeout
+    │   └── DatabaseCorruptError      the file is not a usable database
+    ├── ObjectNotFound                an id or name that the history does not hold
+    ├── ParameterError                flow parameters do not fit the flow's signature
+    │   ├── ParameterBindError        unknown / missing arguments
+    │   └── ParameterTypeError        a value that cannot be coerced to its type hint
+    ├── InvalidStateTransition        the orchestration rules refused a state change
+    ├── SerializationError            a result could not be written or read back
+    ├── MissingContextError           a run-only API was called outside a flow or task run
+    ├── UnfinishedRun                 the result of a run that has not finished was asked for
+    ├── MappingError                  .map() got iterables of different lengths, or none
+    ├── CancelledRun                  the run was cancelled
+    └── TimeoutError (also builtins.TimeoutError)
+        ├── TaskTimeoutError
+        └── FlowTimeoutError
+"""
+
+from __future__ import annotations
+
+import builtins
+
+
+class LegatoError(Exception):
+    """Base class of every error Legato raises on purpose."""
+
+
+class ConfigurationError(LegatoError):
+    pass
+
+
+class HomeNotWritableError(ConfigurationError):
+    pass
+
+
+class StoreError(LegatoError):
+    pass
+
+
+class DatabaseLockedError(StoreError):
+    pass
+
+
+class DatabaseCorruptError(StoreError):
+    pass
+
+
+class ObjectNotFound(LegatoError):
+    pass
+
+
+class ParameterError(LegatoError):
+    pass
+
+
+class ParameterBindError(ParameterError, TypeError):
+    pass
+
+
+class ParameterTypeError(ParameterError, TypeError):
+    pass
+
+
+class InvalidStateTransition(LegatoError):
+    pass
+
+
+class SerializationError(LegatoError):
+    pass
+
+
+class MissingContextError(LegatoError, RuntimeError):
+    pass
+
+
+class UnfinishedRun(LegatoError):
+    pass
+
+
+class MappingError(LegatoError, ValueError):
+    pass
+
+
+class CancelledRun(LegatoError):
+    pass
+
+
+class LegatoTimeoutError(LegatoError, builtins.TimeoutError):
+    pass
+
+
+class TaskTimeoutError(LegatoTimeoutError):
+    pass
+
+
+class FlowTimeoutError(LegatoTimeoutError):
+    pass

@@ -1,0 +1,106 @@
+"""Flow runs, task runs, their states and log lines, as read back from the history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..states import StateType
+
+
+class _Model(BaseModel):
+    # unknown fields are ignored so a client one release apart keeps working
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+
+class StateRecord(_Model):
+    id: str
+    type: StateType
+    name: str
+    message: str | None = None
+    timestamp: dt.datetime
+    result: dict[str, Any] | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class FlowRun(_Model):
+    id: str
+    name: str
+    flow_id: str
+    flow_name: str
+    state_type: StateType | None = None
+    state_name: str | None = None
+    state_message: str | None = None
+    state_timestamp: dt.datetime | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    parent_task_run_id: str | None = None
+    run_count: int = 0
+    expected_start_time: dt.datetime | None = None
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    total_run_time: float = 0.0
+    version: str | None = None
+    empirical_policy: dict[str, Any] = Field(default_factory=dict)
+    created: dt.datetime
+    updated: dt.datetime
+
+
+class TaskRun(_Model):
+    id: str
+    name: str
+    flow_run_id: str | None = None
+    task_key: str
+    dynamic_key: str
+    cache_key: str | None = None
+    cache_expiration: dt.datetime | None = None
+    state_type: StateType | None = None
+    state_name: str | None = None
+    state_message: str | None = None
+    state_timestamp: dt.datetime | None = None
+    task_inputs: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    run_count: int = 0
+    expected_start_time: dt.datetime | None = None
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    total_run_time: float = 0.0
+    empirical_policy: dict[str, Any] = Field(default_factory=dict)
+    created: dt.datetime
+    updated: dt.datetime
+
+
+class LogRecord(_Model):
+    id: str
+    flow_run_id: str | None = None
+    task_run_id: str | None = None
+    name: str
+    level: int
+    message: str
+    timestamp: dt.datetime
+
+
+class FlowRunFilter(_Model):
+    """Which flow runs to list. Every field narrows the list; None means any."""
+
+    flow_name: str | None = None
+    state_types: list[StateType] | None = None
+    state_names: list[str] | None = None
+    tags_all: list[str] | None = None
+    parent_task_run_id: str | None = None
+    start_after: dt.datetime | None = None
+    start_before: dt.datetime | None = None
+    sort: Literal["created_desc", "created_asc", "start_time_desc", "name_asc"] = "created_desc"
+    limit: int = Field(100, ge=1, le=10_000)
+    offset: int = Field(0, ge=0)
+
+
+class TaskRunFilter(_Model):
+    flow_run_id: str | None = None
+    state_types: list[StateType] | None = None
+    name_like: str | None = None
+    sort: Literal["created_asc", "created_desc"] = "created_asc"
+    limit: int = Field(1000, ge=1, le=1_000_000)
+    offset: int = Field(0, ge=0)

@@ -1,0 +1,240 @@
+"""Legato's settings: one model, read from ``LEGATO_*`` variables and the active profile.
+
+Precedence, highest first: an environment variable, the active profile in
+``LEGATO_HOME/profiles.toml``, the default declared here. ``LEGATO_HOME`` itself and
+``LEGATO_PROFILE`` (which profile is active) come only from the environment, because the profile
+file lives under the home.
+
+The settings are re-read cheaply whenever the environment or the profile file changes, so a test
+or a script that sets ``os.environ["LEGATO_HOME"]`` between flow runs gets what it set.
+
+This module uses a plain pydantic model rather than pydantic-settings: the latter costs about
+175 ms of import time here, more than our whole ``import legato`` budget.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+from .exceptions import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PREFIX = "LEGATO_"
+
+# name -> (default, help). The types live on the pydantic model below; this table is what
+# `legato config view --show-defaults` and the docs print.
+_FIELDS: dict[str, tuple[Any, str]] = {}
+
+
+def _home_from_env() -> Path:
+    raw = os.environ.get("LEGATO_HOME")
+    return Path(raw).expanduser() if raw else Path.home() / ".legato"
+
+
+def _model():
+    # pydantic is imported on first use, not on `import legato` (import-time budget).
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    class Settings(BaseModel):
+        """Every Legato setting. The environment variable is ``LEGATO_`` + the upper-cased name."""
+
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+        home: Path = Field(description="Where the history, results and profiles live.")
+        profile: str = Field("default", description="The active profile's name.")
+        database_url: str | None = Field(
+            None,
+            description="SQLAlchemy URL of the run history. Default: SQLite at LEGATO_HOME/legato.db. "
+            "PostgreSQL: postgresql+psycopg://user@host/db (postgresql+asyncpg:// is accepted too).",
+        )
+        database_busy_timeout: float = Field(
+            30.0, description="Seconds to wait for another process's lock on a SQLite history."
+        )
+        api_url: str | None = Field(None, description="URL of a Legato server's API.")
+        api_key: str | None = Field(None, description="API key sent to the Legato server.")
+        logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+            "INFO", description="Lowest level of run log lines stored and shown."
+        )
+        logging_to_console: bool = Field(True, description="Show run log lines on the console.")
+        logging_log_prints: bool = Field(
+            False, description="Default for log_prints on flows and tasks."
+        )
+        debug_mode: bool = Field(
+            False,
+            description="Show Legato's own frames in run tracebacks (hidden by default).",
+        )
+        history_write_mode: Literal["batched", "durable"] = Field(
+            "batched",
+            description="batched: history rows are written in batches and all flushed before a "
+            "flow call returns. durable: each task's state and result are committed before the "
+            "next task starts.",
+        )
+        history_flush_interval: float = Field(
+            0.5, description="Seconds between background flushes in batched mode."
+        )
+        results_persist_by_default: bool = Field(
+            False, description="Persist every task and flow result unless told otherwise."
+        )
+        local_storage_path: Path | None = Field(
+            None, description="Where persisted results go. Default: LEGATO_HOME/storage."
+        )
+        task_runner_max_workers: int | None = Field(
+            None, description="Threads of the default thread-pool task runner."
+        )
+        task_default_retries: int = Field(0, description="Default retries of a task.")
+        flow_default_retries: int = Field(0, description="Default retries of a flow.")
+
+        @field_validator("database_url")
+        @classmethod
+        def _url(cls, v: str | None) -> str | None:
+            if v is not None and "://" not in v:
+                raise ValueError(
+                    f"{v!r} is not a database URL. Use e.g. sqlite:////path/legato.db or "
+                    "postgresql+psycopg://user@127.0.0.1:5432/dbname"
+                )
+            return v
+
+        @property
+        def storage_path(self) -> Path:
+            return self.local_storage_path or self.home / "storage"
+
+        @property
+        def resolved_database_url(self) -> str:
+            return self.database_url or f"sqlite:///{self.home / 'legato.db'}"
+
+    return Settings
+
+
+_lock = threading.Lock()
+_model_cls: Any = None
+_cache: tuple[Any, Any] | None = None
+
+
+def settings_model() -> Any:
+    global _model_cls
+    if _model_cls is None:
+        _model_cls = _model()
+    return _model_cls
+
+
+def setting_names() -> list[str]:
+    """All setting names, as environment variables (LEGATO_HOME, ...)."""
+    return [PREFIX + n.upper() for n in settings_model().model_fields]
+
+
+def profiles_path(home: Path | None = None) -> Path:
+    return (home or _home_from_env()) / "profiles.toml"
+
+
+def load_profiles(home: Path | None = None) -> dict[str, Any]:
+    """The profiles file as a dict: {"active": name, "profiles": {name: {VAR: value}}}."""
+    path = profiles_path(home)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        data = {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(
+            f"The profiles file {path} is not valid TOML ({exc}). Fix it by hand or delete it "
+            "to start from the default profile."
+        ) from None
+    data.setdefault("active", "default")
+    profiles = data.setdefault("profiles", {})
+    profiles.setdefault("default", {})
+    return data
+
+
+def save_profiles(data: dict[str, Any], home: Path | None = None) -> Path:
+    import tomli_w
+
+    path = profiles_path(home)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(tomli_w.dumps(data))
+        tmp.replace(path)
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot write the profiles file {path}: {exc.strerror}.") from None
+    return path
+
+
+def active_profile_name(data: dict[str, Any] | None = None) -> str:
+    return os.environ.get("LEGATO_PROFILE") or (data or load_profiles())["active"]
+
+
+def _key() -> tuple[Any, ...]:
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(PREFIX)))
+    try:
+        st = profiles_path().stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None
+    return env, stamp
+
+
+def get_settings() -> Any:
+    """The current settings (cached until the environment or the profile file changes)."""
+    global _cache
+    key = _key()
+    cached = _cache
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with _lock:
+        settings = build_settings()
+        _cache = (key, settings)
+        return settings
+
+
+def build_settings(overrides: dict[str, Any] | None = None) -> Any:
+    from pydantic import ValidationError
+
+    model = settings_model()
+    home = _home_from_env()
+    data = load_profiles(home)
+    name = active_profile_name(data)
+    profile = data["profiles"].get(name)
+    if profile is None:
+        raise ConfigurationError(
+            f"The active profile {name!r} does not exist in {profiles_path(home)}. "
+            "Create it with `legato profile create NAME` or pick one with `legato profile use NAME`."
+        )
+    values: dict[str, Any] = {}
+    fields = model.model_fields
+    for var, value in profile.items():
+        field = var[len(PREFIX) :].lower() if var.startswith(PREFIX) else None
+        if field not in fields or field in ("home", "profile"):
+            raise ConfigurationError(
+                f"Profile {name!r} in {profiles_path(home)} sets unknown setting {var!r}. "
+                f"Remove it with `legato config unset {var}`."
+            )
+        values[field] = value
+    for var, value in os.environ.items():
+        if var.startswith(PREFIX):
+            field = var[len(PREFIX) :].lower()
+            if field in fields:
+                values[field] = value
+    values["home"] = home
+    values["profile"] = name
+    if overrides:
+        values.update(overrides)
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise ConfigurationError(f"Invalid setting: {problems}.") from None
+
+
+def reset_settings_cache() -> None:
+    global _cache
+    _cache = None

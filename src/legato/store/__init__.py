@@ -1,0 +1,1 @@
+"""The run-history store: SQLAlchemy tables, migrations, batched writes and queries."""

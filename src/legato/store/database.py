@@ -1,0 +1,279 @@
+"""Opening the run history: engines, SQLite pragmas, migrations on first use, error translation.
+
+A fresh database is created from the table definitions and stamped with the Alembic head in one
+transaction (Alembic itself is not imported on that path: it costs ~0.4 s). A database at an older
+revision is upgraded with Alembic. Either way the work happens under a lock (``BEGIN IMMEDIATE`` on
+SQLite, an advisory lock on PostgreSQL), so processes starting together do not race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc as sa_exc
+
+from ..exceptions import (
+    DatabaseCorruptError,
+    DatabaseLockedError,
+    HomeNotWritableError,
+    StoreError,
+)
+from . import models
+
+#: The newest migration's revision. A test checks it matches the migrations folder.
+HEAD_REVISION = "0001_initial"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+_engines: dict[tuple[str, float], "Database"] = {}
+_engines_lock = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """Accept Prefect-style async URLs; the history engine is synchronous (psycopg 3)."""
+    if url.startswith("postgresql+asyncpg://"):
+        return "postgresql+psycopg://" + url[len("postgresql+asyncpg://") :]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite+aiosqlite://"):
+        return "sqlite://" + url[len("sqlite+aiosqlite://") :]
+    return url
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for display
+        return "<database URL>"
+
+
+class Database:
+    """One engine plus what we know about the database behind it."""
+
+    def __init__(self, url: str, busy_timeout: float = 30.0) -> None:
+        self.url = normalize_url(url)
+        self.busy_timeout = busy_timeout
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.display = describe_url(self.url)
+        self.path: Path | None = None
+        if self.is_sqlite:
+            db = sa.engine.make_url(self.url).database
+            if db and db != ":memory:":
+                self.path = Path(db)
+        self.engine = self._create_engine()
+        self._ready = False
+        self._ready_lock = threading.Lock()
+
+    # -- engine ------------------------------------------------------------------------------
+    def _create_engine(self) -> sa.Engine:
+        if self.is_sqlite:
+            if self.path is not None:
+                _ensure_dir(self.path.parent)
+            engine = sa.create_engine(
+                self.url,
+                connect_args={"timeout": self.busy_timeout, "check_same_thread": False},
+                pool_size=5,
+                max_overflow=10,
+                poolclass=sa.pool.QueuePool if self.path is not None else sa.pool.StaticPool,
+            )
+            busy_ms = int(self.busy_timeout * 1000)
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+                # we issue BEGIN ourselves (below): pysqlite's implicit BEGIN is DEFERRED, and a
+                # deferred transaction that later writes can fail at once with "locked".
+                dbapi_conn.isolation_level = None
+                cur = dbapi_conn.cursor()
+                cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+                cur.execute("PRAGMA foreign_keys = ON")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: sa.Connection) -> None:
+                if conn.get_execution_options().get("legato_write"):
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.exec_driver_sql("BEGIN")
+
+            return engine
+        try:
+            return sa.create_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        except ModuleNotFoundError as exc:
+            raise StoreError(
+                f"The database driver for {self.display} is not installed ({exc.name}). "
+                "Install it with: pip install 'legato[postgres]'"
+            ) from None
+        except sa_exc.ArgumentError as exc:
+            raise StoreError(f"LEGATO_DATABASE_URL {self.display!r} is not usable: {exc}") from None
+
+    # -- connections ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on exit."""
+        self.ensure_ready()
+        with self.translate_errors():
+            with self.engine.connect().execution_options(legato_write=True) as conn:
+                with conn.begin():
+                    yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        self.ensure_ready()
+        with self.translate_errors():
+            with self.engine.connect() as conn:
+                yield conn
+
+    @contextlib.contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sa_exc.OperationalError as exc:
+            raise self._translate(exc) from None
+        except sa_exc.DatabaseError as exc:
+            raise self._translate(exc) from None
+        except sqlite3.DatabaseError as exc:  # raised outside SQLAlchemy's wrapping (pragmas)
+            raise self._translate(exc) from None
+
+    def _translate(self, exc: BaseException) -> StoreError:
+        text = str(getattr(exc, "orig", exc) or exc)
+        where = str(self.path) if self.path else self.display
+        low = text.lower()
+        if "database is locked" in low or "database table is locked" in low:
+            return DatabaseLockedError(
+                f"The run history {where} is locked by another process and stayed locked for "
+                f"{self.busy_timeout:g} s. Close the program holding it (a DB browser, a stuck "
+                "script) or raise LEGATO_DATABASE_BUSY_TIMEOUT. Nothing was written."
+            )
+        if "file is not a database" in low or "malformed" in low or "not a database" in low:
+            return DatabaseCorruptError(
+                f"The run history {where} is not a readable SQLite database ({text}). Move it "
+                "aside (e.g. `mv legato.db legato.db.broken`) and Legato will start a new one, "
+                "or point LEGATO_DATABASE_URL at another database."
+            )
+        if "unable to open database file" in low or "readonly" in low or "read-only" in low:
+            return HomeNotWritableError(
+                f"Cannot write the run history {where} ({text}). Make its folder writable or "
+                "set LEGATO_HOME to a folder you can write."
+            )
+        if "connection refused" in low or "could not connect" in low or "connection failed" in low:
+            return StoreError(
+                f"Cannot connect to the run history database {self.display}: {text.strip()}. "
+                "Check that the server is running and LEGATO_DATABASE_URL is right."
+            )
+        return StoreError(f"The run history database {where} refused an operation: {text.strip()}")
+
+    # -- schema --------------------------------------------------------------------------------
+    def ensure_ready(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            with self.translate_errors():
+                migrate(self)
+            self._ready = True
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _ensure_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HomeNotWritableError(
+            f"Cannot create the folder {path} for the run history ({exc.strerror}). Set "
+            "LEGATO_HOME to a folder you can write, or LEGATO_DATABASE_URL to another database."
+        ) from None
+    import os
+
+    if not os.access(path, os.W_OK):
+        raise HomeNotWritableError(
+            f"The folder {path} is not writable, so the run history cannot be kept there. Set "
+            "LEGATO_HOME to a folder you can write, or LEGATO_DATABASE_URL to another database."
+        )
+
+
+def _current_revision(conn: sa.Connection) -> str | None:
+    insp = sa.inspect(conn)
+    if not insp.has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def migrate(db: Database) -> None:
+    """Bring the schema to HEAD_REVISION: create it fresh, or upgrade it with Alembic."""
+    with db.engine.connect().execution_options(legato_write=True) as conn:
+        if db.is_sqlite and db.path is not None:
+            # cheap check without a write lock: most opens find the schema current
+            with conn.begin():
+                try:
+                    rev = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+                except sa_exc.OperationalError as exc:
+                    if "no such table" not in str(exc):
+                        raise
+                    rev = None
+            if rev == HEAD_REVISION:
+                return
+        with conn.begin():
+            if not db.is_sqlite:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7415001)"))
+            rev = _current_revision(conn)
+            if rev == HEAD_REVISION:
+                return
+            if rev is None and not sa.inspect(conn).has_table("flow_run"):
+                models.metadata.create_all(conn)
+                conn.execute(
+                    sa.text(
+                        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                        "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+                    )
+                )
+                conn.execute(
+                    sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
+                    {"v": HEAD_REVISION},
+                )
+                return
+            run_alembic_upgrade(conn)
+
+
+def alembic_config(conn: sa.Connection | None = None) -> Any:
+    from alembic.config import Config  # lazy: alembic costs ~0.4 s to import
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if conn is not None:
+        cfg.attributes["connection"] = conn
+    return cfg
+
+
+def run_alembic_upgrade(conn: sa.Connection, revision: str = "head") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(conn), revision)
+
+
+def get_database(url: str, busy_timeout: float = 30.0) -> Database:
+    key = (normalize_url(url), busy_timeout)
+    db = _engines.get(key)
+    if db is None:
+        with _engines_lock:
+            db = _engines.get(key)
+            if db is None:
+                db = Database(url, busy_timeout)
+                _engines[key] = db
+    return db
+
+
+def dispose_all() -> None:
+    with _engines_lock:
+        for db in _engines.values():
+            db.dispose()
+        _engines.clear()

@@ -1,0 +1,178 @@
+"""The run history's tables (SQLAlchemy 2 Core).
+
+Every row has a UUID id (except the cache, keyed by its cache key) and UTC timestamps. The
+current state of a run is denormalised onto its row (``state_type`` ...) so listing and filtering
+never join the state tables; the ``*_state`` tables keep every transition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s__%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s__%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s__%(column_0_name)s__%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Timestamp(sa.TypeDecorator):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the history; use UTC-aware times")
+        value = value.astimezone(dt.timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+UUID = sa.Uuid(as_uuid=False)
+
+
+def _state_columns() -> list[sa.Column]:
+    return [
+        sa.Column("state_type", sa.String(16), nullable=True),
+        sa.Column("state_name", sa.String(64), nullable=True),
+        sa.Column("state_message", sa.Text, nullable=True),
+        sa.Column("state_timestamp", Timestamp, nullable=True),
+    ]
+
+
+def _stamps() -> list[sa.Column]:
+    return [
+        sa.Column("created", Timestamp, nullable=False),
+        sa.Column("updated", Timestamp, nullable=False),
+    ]
+
+
+flow = sa.Table(
+    "flow",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    *_stamps(),
+)
+
+flow_run = sa.Table(
+    "flow_run",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("flow_id", UUID, sa.ForeignKey("flow.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    *_state_columns(),
+    sa.Column("parameters", JSON, nullable=False, default=dict),
+    sa.Column("tags", JSON, nullable=False, default=list),
+    # a subflow run points at the task run that stands for it in its parent flow run
+    sa.Column("parent_task_run_id", UUID, nullable=True),
+    sa.Column("run_count", sa.Integer, nullable=False, default=0),
+    sa.Column("expected_start_time", Timestamp, nullable=True),
+    sa.Column("start_time", Timestamp, nullable=True),
+    sa.Column("end_time", Timestamp, nullable=True),
+    sa.Column("total_run_time", sa.Float, nullable=False, default=0.0),
+    sa.Column("version", sa.String(255), nullable=True),
+    sa.Column("empirical_policy", JSON, nullable=False, default=dict),
+    *_stamps(),
+    sa.Index(None, "flow_id", "created"),
+    sa.Index(None, "state_type", "created"),
+    sa.Index(None, "start_time"),
+    sa.Index(None, "created"),
+    sa.Index(None, "parent_task_run_id"),
+)
+
+task_run = sa.Table(
+    "task_run",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column(
+        "flow_run_id", UUID, sa.ForeignKey("flow_run.id", ondelete="CASCADE"), nullable=True
+    ),
+    sa.Column("task_key", sa.String(512), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("dynamic_key", sa.String(64), nullable=False, default="0"),
+    sa.Column("cache_key", sa.String(512), nullable=True),
+    sa.Column("cache_expiration", Timestamp, nullable=True),
+    *_state_columns(),
+    # which upstream run fed which parameter: {"param": [{"input_type": "task_run", "id": ...}]}
+    sa.Column("task_inputs", JSON, nullable=False, default=dict),
+    sa.Column("tags", JSON, nullable=False, default=list),
+    sa.Column("run_count", sa.Integer, nullable=False, default=0),
+    sa.Column("expected_start_time", Timestamp, nullable=True),
+    sa.Column("start_time", Timestamp, nullable=True),
+    sa.Column("end_time", Timestamp, nullable=True),
+    sa.Column("total_run_time", sa.Float, nullable=False, default=0.0),
+    sa.Column("empirical_policy", JSON, nullable=False, default=dict),
+    *_stamps(),
+    sa.Index(None, "flow_run_id", "created"),
+    sa.Index(None, "state_type"),
+    sa.Index(None, "cache_key"),
+    sa.Index(None, "created"),
+)
+
+
+def _state_table(name: str, owner: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", UUID, primary_key=True),
+        sa.Column(
+            f"{owner}_id", UUID, sa.ForeignKey(f"{owner}.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("type", sa.String(16), nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("message", sa.Text, nullable=True),
+        sa.Column("timestamp", Timestamp, nullable=False),
+        # where a persisted result lives ({"storage_key": ..., "serializer": ...}), if any
+        sa.Column("result", JSON, nullable=True),
+        sa.Column("details", JSON, nullable=False, default=dict),
+        sa.Index(None, f"{owner}_id", "timestamp"),
+    )
+
+
+flow_run_state = _state_table("flow_run_state", "flow_run")
+task_run_state = _state_table("task_run_state", "task_run")
+
+log = sa.Table(
+    "log",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("flow_run_id", UUID, nullable=True),
+    sa.Column("task_run_id", UUID, nullable=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("timestamp", Timestamp, nullable=False),
+    sa.Index(None, "flow_run_id", "timestamp"),
+    sa.Index(None, "task_run_id", "timestamp"),
+    sa.Index(None, "timestamp"),
+)
+
+cache_entry = sa.Table(
+    "cache_entry",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("task_run_id", UUID, nullable=True),
+    sa.Column("result", JSON, nullable=False),
+    sa.Column("expiration", Timestamp, nullable=True),
+    sa.Column("created", Timestamp, nullable=False),
+)

@@ -1,0 +1,163 @@
+"""Reading the run history back (the CLI, the server and tests use these)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..exceptions import ObjectNotFound
+from ..schemas import FlowRun, FlowRunFilter, LogRecord, StateRecord, TaskRun, TaskRunFilter
+from . import models
+from .database import Database
+
+_flow_run_cols = [*models.flow_run.c, models.flow.c.name.label("flow_name")]
+
+
+def _resolve_id(conn: sa.Connection, table: sa.Table, run_id: str, what: str) -> str:
+    """Accept a full id or a unique prefix of one (as `git` does), else a clear error."""
+    run_id = str(run_id).strip().lower()
+    if len(run_id) == 36:
+        return run_id
+    if len(run_id) < 4:
+        raise ObjectNotFound(f"{what} id {run_id!r} is too short; give at least 4 characters.")
+    rows = conn.execute(
+        sa.select(table.c.id).where(sa.cast(table.c.id, sa.String).like(f"{run_id}%")).limit(2)
+    ).all()
+    if not rows:
+        raise ObjectNotFound(f"No {what} with an id starting {run_id!r} in the history.")
+    if len(rows) > 1:
+        raise ObjectNotFound(f"More than one {what} id starts with {run_id!r}; give more of it.")
+    return str(rows[0][0])
+
+
+def read_flow_runs(db: Database, flt: FlowRunFilter | None = None) -> list[FlowRun]:
+    flt = flt or FlowRunFilter()
+    fr, f = models.flow_run, models.flow
+    q = sa.select(*_flow_run_cols).select_from(fr.join(f, f.c.id == fr.c.flow_id))
+    if flt.flow_name is not None:
+        q = q.where(f.c.name == flt.flow_name)
+    if flt.state_types:
+        q = q.where(fr.c.state_type.in_([s.value for s in flt.state_types]))
+    if flt.state_names:
+        q = q.where(fr.c.state_name.in_(flt.state_names))
+    if flt.parent_task_run_id is not None:
+        q = q.where(fr.c.parent_task_run_id == flt.parent_task_run_id)
+    start = sa.func.coalesce(fr.c.start_time, fr.c.created)
+    if flt.start_after is not None:
+        q = q.where(start >= flt.start_after)
+    if flt.start_before is not None:
+        q = q.where(start <= flt.start_before)
+    order = {
+        "created_desc": [fr.c.created.desc(), fr.c.id],
+        "created_asc": [fr.c.created.asc(), fr.c.id],
+        "start_time_desc": [fr.c.start_time.desc(), fr.c.id],
+        "name_asc": [fr.c.name.asc(), fr.c.id],
+    }[flt.sort]
+    q = q.order_by(*order)
+    if flt.tags_all:
+        # JSON containment differs per backend; filter in Python on a bounded over-fetch
+        rows = _rows(db, q)
+        want = set(flt.tags_all)
+        rows = [r for r in rows if want <= set(r["tags"] or [])]
+        return [FlowRun(**r) for r in rows[flt.offset : flt.offset + flt.limit]]
+    q = q.limit(flt.limit).offset(flt.offset)
+    return [FlowRun(**r) for r in _rows(db, q)]
+
+
+def read_flow_run(db: Database, run_id: str) -> FlowRun:
+    fr, f = models.flow_run, models.flow
+    with db.read() as conn:
+        run_id = _resolve_id(conn, fr, run_id, "flow run")
+        row = (
+            conn.execute(
+                sa.select(*_flow_run_cols)
+                .select_from(fr.join(f, f.c.id == fr.c.flow_id))
+                .where(fr.c.id == run_id)
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise ObjectNotFound(f"No flow run with id {run_id} in the history.")
+    return FlowRun(**row)
+
+
+def read_task_runs(db: Database, flt: TaskRunFilter | None = None) -> list[TaskRun]:
+    flt = flt or TaskRunFilter()
+    tr = models.task_run
+    q = sa.select(tr)
+    with db.read() as conn:
+        if flt.flow_run_id is not None:
+            q = q.where(tr.c.flow_run_id == _resolve_id(conn, models.flow_run, flt.flow_run_id, "flow run"))
+        if flt.state_types:
+            q = q.where(tr.c.state_type.in_([s.value for s in flt.state_types]))
+        if flt.name_like:
+            q = q.where(tr.c.name.like(f"%{flt.name_like}%"))
+        order = tr.c.created.asc() if flt.sort == "created_asc" else tr.c.created.desc()
+        q = q.order_by(order, tr.c.id).limit(flt.limit).offset(flt.offset)
+        rows = conn.execute(q).mappings().all()
+    return [TaskRun(**r) for r in rows]
+
+
+def read_task_run(db: Database, run_id: str) -> TaskRun:
+    tr = models.task_run
+    with db.read() as conn:
+        run_id = _resolve_id(conn, tr, run_id, "task run")
+        row = conn.execute(sa.select(tr).where(tr.c.id == run_id)).mappings().first()
+    if row is None:
+        raise ObjectNotFound(f"No task run with id {run_id} in the history.")
+    return TaskRun(**row)
+
+
+def read_states(db: Database, kind: str, run_id: str) -> list[StateRecord]:
+    table = models.flow_run_state if kind == "flow_run" else models.task_run_state
+    owner = models.flow_run if kind == "flow_run" else models.task_run
+    col = table.c[f"{kind}_id"]
+    with db.read() as conn:
+        run_id = _resolve_id(conn, owner, run_id, kind.replace("_", " "))
+        rows = conn.execute(
+            sa.select(table).where(col == run_id).order_by(table.c.timestamp, table.c.id)
+        ).mappings()
+        return [StateRecord(**r) for r in rows]
+
+
+def read_logs(
+    db: Database,
+    *,
+    flow_run_id: str | None = None,
+    task_run_id: str | None = None,
+    min_level: int = 0,
+    limit: int | None = None,
+    include_task_logs: bool = True,
+) -> list[LogRecord]:
+    lg = models.log
+    q = sa.select(lg)
+    with db.read() as conn:
+        if flow_run_id is not None:
+            flow_run_id = _resolve_id(conn, models.flow_run, flow_run_id, "flow run")
+            q = q.where(lg.c.flow_run_id == flow_run_id)
+            if not include_task_logs:
+                q = q.where(lg.c.task_run_id.is_(None))
+        if task_run_id is not None:
+            q = q.where(lg.c.task_run_id == task_run_id)
+        if min_level:
+            q = q.where(lg.c.level >= min_level)
+        q = q.order_by(lg.c.timestamp, lg.c.id)
+        if limit:
+            q = q.limit(limit)
+        return [LogRecord(**r) for r in conn.execute(q).mappings()]
+
+
+def count(db: Database, table_name: str, **where: Any) -> int:
+    table = models.metadata.tables[table_name]
+    q = sa.select(sa.func.count()).select_from(table)
+    for k, v in where.items():
+        q = q.where(table.c[k] == v)
+    with db.read() as conn:
+        return int(conn.execute(q).scalar() or 0)
+
+
+def _rows(db: Database, q: Any) -> list[dict[str, Any]]:
+    with db.read() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]

@@ -1,0 +1,90 @@
+"""Shared fixtures: every test gets its own LEGATO_HOME; history tests run on SQLite and on
+PostgreSQL (a database created for this test session and dropped after it)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ADMIN_DSN = os.environ.get("LEGATO_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True)
+def legato_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh LEGATO_HOME (and no stray LEGATO_* settings from the developer's shell)."""
+    from legato.client.factory import close_clients
+    from legato.settings import reset_settings_cache
+
+    for var in list(os.environ):
+        if var.startswith("LEGATO_") and not var.startswith("LEGATO_TEST_"):
+            monkeypatch.delenv(var)
+    home = tmp_path / "legato-home"
+    monkeypatch.setenv("LEGATO_HOME", str(home))
+    monkeypatch.setenv("LEGATO_LOGGING_TO_CONSOLE", "false")
+    reset_settings_cache()
+    yield home
+    close_clients()
+    reset_settings_cache()
+
+
+def _pg_admin():
+    import psycopg
+
+    return psycopg.connect(PG_ADMIN_DSN.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own, dropped at the end."""
+    name = f"legato_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = _pg_admin()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_ADMIN_DSN} ({exc}); start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`."
+        )
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    yield f"{base}/{name}"
+    from legato.client.factory import close_clients
+
+    close_clients()
+    with _pg_admin() as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _truncate(url: str) -> None:
+    import sqlalchemy as sa
+
+    from legato.store import models
+
+    eng = sa.create_engine(url)
+    try:
+        with eng.begin() as conn:
+            names = ", ".join(t.name for t in models.metadata.sorted_tables)
+            insp = sa.inspect(conn)
+            if insp.has_table("flow_run"):
+                conn.execute(sa.text(f"TRUNCATE {names} CASCADE"))
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def history(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, legato_home: Path) -> Iterator[str]:
+    """Run the test once on the default SQLite history and once on PostgreSQL.
+
+    Yields the backend's name; LEGATO_DATABASE_URL is set for the PostgreSQL run."""
+    from legato.settings import reset_settings_cache
+
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        _truncate(url)
+        monkeypatch.setenv("LEGATO_DATABASE_URL", url)
+        reset_settings_cache()
+    yield request.param
