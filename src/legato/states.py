@@ -73,7 +73,7 @@ class State:
         data: Any = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        self.type = StateType(type)
+        self.type = type if type.__class__ is StateType else StateType(type)
         self.name = name or self.type.value.capitalize()
         self.message = message
         self.timestamp = timestamp or _now()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import uuid
+from ..ids import new_id
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,7 +77,7 @@ class Orchestrator:
             with self.db.write() as conn:
                 flow_id = conn.execute(sa.select(f.c.id).where(f.c.name == name)).scalar()
                 if flow_id is None:
-                    flow_id = str(uuid.uuid4())
+                    flow_id = new_id()
                     now = _now()
                     conn.execute(
                         f.insert().values(id=flow_id, name=name, created=now, updated=now)
@@ -212,7 +212,7 @@ class Orchestrator:
             fields.update(extra)
         run.type = stype
         run.name = state.name
-        state_id = str(uuid.uuid4())
+        state_id = new_id()
         state.id = state_id
         srow = {
             "id": state_id,

@@ -47,7 +47,8 @@ class Timestamp(sa.TypeDecorator):
 
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-UUID = sa.Uuid(as_uuid=False)
+# ids are UUID strings: native uuid on PostgreSQL, CHAR(36) text elsewhere (no per-row conversion)
+UUID = sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
 
 
 def _state_columns() -> list[sa.Column]:

@@ -22,7 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "cache_entry",
         sa.Column("key", sa.String(length=512), nullable=False),
-        sa.Column("task_run_id", sa.Uuid(as_uuid=False), nullable=True),
+        sa.Column("task_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
         sa.Column(
             "result",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -34,7 +34,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "flow",
-        sa.Column("id", sa.Uuid(as_uuid=False), nullable=False),
+        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("created", Timestamp(), nullable=False),
         sa.Column("updated", Timestamp(), nullable=False),
@@ -43,9 +43,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "log",
-        sa.Column("id", sa.Uuid(as_uuid=False), nullable=False),
-        sa.Column("flow_run_id", sa.Uuid(as_uuid=False), nullable=True),
-        sa.Column("task_run_id", sa.Uuid(as_uuid=False), nullable=True),
+        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
+        sa.Column("flow_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
+        sa.Column("task_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("level", sa.Integer(), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
@@ -63,8 +63,8 @@ def upgrade() -> None:
 
     op.create_table(
         "flow_run",
-        sa.Column("id", sa.Uuid(as_uuid=False), nullable=False),
-        sa.Column("flow_id", sa.Uuid(as_uuid=False), nullable=False),
+        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
+        sa.Column("flow_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("state_type", sa.String(length=16), nullable=True),
         sa.Column("state_name", sa.String(length=64), nullable=True),
@@ -80,7 +80,7 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
-        sa.Column("parent_task_run_id", sa.Uuid(as_uuid=False), nullable=True),
+        sa.Column("parent_task_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
         sa.Column("run_count", sa.Integer(), nullable=False),
         sa.Column("expected_start_time", Timestamp(), nullable=True),
         sa.Column("start_time", Timestamp(), nullable=True),
@@ -114,8 +114,8 @@ def upgrade() -> None:
 
     op.create_table(
         "flow_run_state",
-        sa.Column("id", sa.Uuid(as_uuid=False), nullable=False),
-        sa.Column("flow_run_id", sa.Uuid(as_uuid=False), nullable=False),
+        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
+        sa.Column("flow_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
         sa.Column("type", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("message", sa.Text(), nullable=True),
@@ -147,8 +147,8 @@ def upgrade() -> None:
 
     op.create_table(
         "task_run",
-        sa.Column("id", sa.Uuid(as_uuid=False), nullable=False),
-        sa.Column("flow_run_id", sa.Uuid(as_uuid=False), nullable=True),
+        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
+        sa.Column("flow_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
         sa.Column("task_key", sa.String(length=512), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("dynamic_key", sa.String(length=64), nullable=False),
@@ -198,8 +198,8 @@ def upgrade() -> None:
 
     op.create_table(
         "task_run_state",
-        sa.Column("id", sa.Uuid(as_uuid=False), nullable=False),
-        sa.Column("task_run_id", sa.Uuid(as_uuid=False), nullable=False),
+        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
+        sa.Column("task_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
         sa.Column("type", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("message", sa.Text(), nullable=True),

@@ -1,0 +1,1 @@
+"""Running flows and tasks: states, retries, timeouts, caching, hooks and results."""

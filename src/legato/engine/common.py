@@ -1,0 +1,167 @@
+"""Pieces both engines share: retry delays, timeouts, hooks, names, binding."""
+
+from __future__ import annotations
+
+import contextvars
+import ctypes
+import inspect
+import random
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..exceptions import ParameterBindError
+
+_ADJECTIVES = (
+    "amber agile bold brave bright calm clever cosmic crimson daring eager electric fancy "
+    "gentle golden happy hidden honest icy jolly keen lively lucky mellow mighty misty noble "
+    "olive patient proud quick quiet rapid rustic sage silent silver smart sturdy swift tidy "
+    "turquoise vivid warm wise witty zealous"
+).split()
+_ANIMALS = (
+    "albatross badger beaver bison bobcat camel cheetah condor coyote crane dingo dolphin "
+    "eagle falcon ferret finch fox gazelle gecko heron hyena ibis jackal jaguar kestrel koala "
+    "lemur leopard lynx marmot mink moose narwhal ocelot okapi orca otter owl panther parrot "
+    "pelican puffin quail raven salamander seal shrew sparrow stork tapir tiger toucan turtle "
+    "viper walrus wolf wombat yak zebra"
+).split()
+
+
+def generate_run_name() -> str:
+    return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}"
+
+
+def render_run_name(template: Any, parameters: dict[str, Any], what: str) -> str:
+    """A run name from a template string (str.format over the parameters) or a callable."""
+    if template is None:
+        raise ValueError("no template")
+    if callable(template):
+        name = template()
+    else:
+        try:
+            name = str(template).format(**parameters)
+        except (KeyError, IndexError) as exc:
+            raise ParameterBindError(
+                f"The {what} name template {template!r} uses {exc} which is not one of the "
+                f"parameters ({', '.join(parameters) or 'none'})."
+            ) from None
+    if not isinstance(name, str):
+        raise TypeError(f"The {what} name callable returned {type(name).__name__}, not a str.")
+    return name
+
+
+def retry_delay(spec: Any, retries: int, attempt: int, jitter: float | None) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based)."""
+    if spec is None:
+        delay = 0.0
+    else:
+        if callable(spec):
+            spec = spec(retries)
+        if isinstance(spec, (int, float)):
+            delay = float(spec)
+        else:
+            seq: Sequence[float] = list(spec)
+            delay = float(seq[min(attempt, len(seq)) - 1]) if seq else 0.0
+    if jitter and delay > 0:
+        delay *= random.uniform(max(0.0, 1.0 - jitter), 1.0 + jitter)
+    return max(0.0, delay)
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """retry_delay_seconds=exponential_backoff(10) waits 10, 20, 40, ... seconds."""
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**i for i in range(retries)]
+
+    return delays
+
+
+class Binder:
+    """Binds call arguments to a function's parameters, fast for the common positional case."""
+
+    __slots__ = ("signature", "names", "fast", "var_positional")
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.signature = inspect.signature(fn)
+        params = list(self.signature.parameters.values())
+        self.names = tuple(p.name for p in params)
+        self.fast = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        self.var_positional = next(
+            (p.name for p in params if p.kind is p.VAR_POSITIONAL), None
+        )
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> dict[str, Any]:
+        if self.fast and not kwargs and len(args) == len(self.names):
+            return dict(zip(self.names, args))
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ParameterBindError(
+                f"{what} could not take these arguments: {exc}. Its parameters are "
+                f"({', '.join(self.names) or 'none'})."
+            ) from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def call_args(self, params: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if self.fast:
+            return tuple(params[n] for n in self.names), {}
+        ba = inspect.BoundArguments(self.signature, params)  # type: ignore[arg-type]
+        return ba.args, ba.kwargs
+
+
+def _async_raise(thread_id: int, exc_type: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+
+
+def call_with_timeout(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timeout: float,
+    exc: BaseException,
+) -> Any:
+    """Run sync ``fn`` in a helper thread; at the deadline raise ``exc`` here and move on.
+
+    The helper thread is then interrupted with an asynchronous exception, which stops pure-Python
+    code at its next bytecode. Code blocked inside a C call (``time.sleep``, a socket read, a
+    long numpy operation) cannot be interrupted in Python: it keeps running in the background
+    until that call returns, and its outcome is discarded (the run is already TimedOut).
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box["value"] = ctx.run(fn, *args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+        finally:
+            done.set()
+
+    t = threading.Thread(target=target, name="legato-timeout", daemon=True)
+    t.start()
+    if not done.wait(timeout):
+        if t.ident is not None:
+            _async_raise(t.ident, type(exc))
+        raise exc
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def run_hooks(hooks: Sequence[Callable[..., Any]], args: tuple[Any, ...], logger: Any, kind: str) -> None:
+    """Call state hooks; a hook that raises is logged, never changes the run's state."""
+    for hook in hooks or ():
+        try:
+            result = hook(*args)
+            if inspect.isawaitable(result):
+                import asyncio
+
+                asyncio.run(result)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - reported in the run log
+            logger.error(
+                "The %s hook %r raised %s: %s (the run's state is unchanged)",
+                kind, getattr(hook, "__name__", hook), type(exc).__name__, exc,
+            )

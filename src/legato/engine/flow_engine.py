@@ -1,0 +1,291 @@
+"""The flow run engine: one state machine, driven by a sync or an async loop.
+
+A flow run is created Pending, goes Running (committed before the user's code starts, so a
+locked or broken history fails the call before anything runs), and ends Completed, Failed,
+TimedOut, Cancelled or Crashed. When it ends, every task run it started has a final state and the
+history holds every row: the flow call flushes before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from ..ids import new_id
+from typing import Any
+
+from .. import states as S
+from ..context import FlowRunContext, FlowRunInfo, flow_run_ctx, tags_ctx, task_run_ctx
+from ..exceptions import FlowTimeoutError, LegatoError, ParameterError
+from ..logging import engine_log, flow_run_logger, patch_print, setup_logging
+from ..settings import get_settings
+from ..states import State, StateType
+from .common import call_with_timeout, generate_run_name, render_run_name, retry_delay, run_hooks
+from .parameters import jsonable_parameters
+from .tracebacks import strip_internal_frames
+
+_UTC = dt.timezone.utc
+
+
+class FlowRunEngine:
+    def __init__(self, flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.flow = flow
+        self.settings = get_settings()
+        setup_logging(self.settings)
+        from ..client import get_client
+
+        self.client = get_client(self.settings)
+        self.parent = flow_run_ctx.get()
+        self.parent_task_run_id: str | None = None
+        self.attempt = 0
+        self.param_error: ParameterError | None = None
+        self.run_id = new_id()
+        try:
+            params = flow.binder.bind(args, kwargs, f"Flow {flow.name!r}")
+            if flow.validate_parameters:
+                params = flow.validator().validate(params)
+        except ParameterError as exc:
+            self.param_error = exc
+            params = _raw_params(flow, args, kwargs)
+        self.params = params
+        self.call_args, self.call_kwargs = (
+            flow.binder.call_args(params) if self.param_error is None else ((), {})
+        )
+
+    # -- steps -----------------------------------------------------------------------------------
+    def begin(self) -> State | None:
+        flow, client = self.flow, self.client
+        name = self._run_name()
+        tags = sorted(flow.tags | tags_ctx.get())
+        if self.parent is not None:
+            self._create_parent_task_run(tags)
+        self.info = FlowRunInfo(self.run_id, name, flow.name, self.params, tags,
+                                self.parent_task_run_id,
+                                self.parent.flow_run.id if self.parent else None)
+        log_prints = flow.log_prints if flow.log_prints is not None else (
+            self.parent.log_prints if self.parent else self.settings.logging_log_prints)
+        if log_prints:
+            patch_print()
+        runner = flow.task_runner.duplicate() if flow.task_runner else _default_runner()
+        self.ctx = FlowRunContext(flow, self.info, client, runner, self.settings, log_prints)
+        self.logger = flow_run_logger(self.ctx)
+        client.create_flow_run(
+            id=self.run_id, flow_name=flow.name, name=name, state=S.Pending(),
+            parameters=jsonable_parameters(self.params), tags=tags,
+            parent_task_run_id=self.parent_task_run_id, version=flow.version,
+            empirical_policy={"retries": flow.retries} if flow.retries else None,
+        )
+        if self.param_error is not None:
+            return S.Failed(str(self.param_error), data=self.param_error)
+        self._start_attempt()
+        client.flush()  # the run is visible (and the history writable) before user code runs
+        self.logger.info("Beginning flow run %r for flow %r", name, flow.name)
+        return None
+
+    def _run_name(self) -> str:
+        if self.flow.flow_run_name is not None and self.param_error is None:
+            return render_run_name(self.flow.flow_run_name, self.params, "flow run")
+        return generate_run_name()
+
+    def _create_parent_task_run(self, tags: list[str]) -> None:
+        """A subflow run appears in its parent as a task run that stands for it."""
+        p = self.parent
+        assert p is not None
+        key = f"subflow:{self.flow.name}"
+        n = p.next_dynamic_key(key)
+        self.parent_task_run_id = new_id()
+        p.client.create_task_run(
+            id=self.parent_task_run_id, flow_run_id=p.flow_run.id, task_key=key,
+            name=f"{self.flow.name}-{n}", dynamic_key=str(n), state=S.Pending(), tags=tags,
+        )
+        p.client.set_task_run_state(self.parent_task_run_id, S.Running())
+
+    def _start_attempt(self) -> None:
+        self.attempt += 1
+        self.info.run_count = self.attempt
+        self.client.set_flow_run_state(
+            self.run_id, S.Running() if self.attempt == 1 else S.Retrying()
+        )
+
+    def on_success(self, value: Any) -> State:
+        self._settle_tasks()
+        if isinstance(value, State):
+            return value
+        failed = [f for f in self.ctx.futures if not f.observed and f.done()
+                  and not f.final_state().is_completed()]
+        if failed:
+            return S.Failed(
+                f"{len(failed)} of {len(self.ctx.futures)} submitted task runs did not complete "
+                f"(first: {failed[0].name!r} ended {failed[0].final_state().name}).",
+                data=_first_exception(failed),
+            )
+        ref = None
+        if self.flow.persist_result:
+            from ..exceptions import SerializationError
+            from ..results import persist_result
+
+            try:
+                ref = persist_result(value, storage=self.flow.result_storage,
+                                     serializer=self.flow.result_serializer)
+            except SerializationError as exc:
+                return S.Failed(str(exc), data=exc)
+        st = S.Completed(data=value)
+        if ref is not None:
+            st.details["result_ref"] = ref
+        return st
+
+    def on_exception(self, exc: BaseException) -> tuple[State | None, float]:
+        self._settle_tasks()
+        if not isinstance(exc, Exception):
+            return S.Crashed(f"Execution was interrupted by {type(exc).__name__}.", data=exc), 0.0
+        strip_internal_frames(exc)
+        if isinstance(exc, FlowTimeoutError):
+            state = S.TimedOut(str(exc), data=exc)
+        else:
+            state = S.Failed(f"Flow run encountered an exception {type(exc).__name__}: {exc}",
+                             data=exc)
+        retries = self.flow.retries
+        if self.attempt <= retries:
+            delay = retry_delay(self.flow.retry_delay_seconds, retries, self.attempt, None)
+            self.logger.error("Flow run failed: %s - Retry %d/%d will start %s",
+                              f"{type(exc).__name__}: {exc}", self.attempt, retries,
+                              f"{delay:g} second(s) from now" if delay else "immediately",
+                              exc_info=exc)
+            self.client.set_flow_run_state(
+                self.run_id, S.AwaitingRetry(f"Retry {self.attempt}/{retries}: {state.message}"))
+            return None, delay
+        self.logger.error("Encountered exception during execution: %s: %s",
+                          type(exc).__name__, exc, exc_info=exc)
+        return state, 0.0
+
+    def _settle_tasks(self) -> None:
+        """Wait for submitted task runs; anything still unfinished is marked Crashed."""
+        for fut in list(self.ctx.futures):
+            try:
+                fut._future.result()
+            except BaseException:  # noqa: BLE001 - its state was recorded by its engine
+                pass
+        for run_id, eng in list(self.ctx.live_task_runs.items()):
+            self.client.set_task_run_state(
+                run_id, S.Crashed("The flow run ended before this task run finished."))
+            self.ctx.live_task_runs.pop(run_id, None)
+            eng.logger.error("Marked Crashed: the flow run ended before it finished.")
+
+    def finish(self, state: State) -> State:
+        flow = self.flow
+        ref = state.details.pop("result_ref", None)
+        self.ctx.task_runner.shutdown(wait=True)
+        self.client.set_flow_run_state(self.run_id, state, result=ref)
+        engine_log(self.logger, 20 if state.type is StateType.COMPLETED else 40,
+                   f"Finished in state {_state_repr(state)}")
+        hooks = {StateType.COMPLETED: flow.on_completion, StateType.FAILED: flow.on_failure,
+                 StateType.CRASHED: flow.on_crashed,
+                 StateType.CANCELLED: flow.on_cancellation}.get(state.type)
+        if hooks:
+            run_hooks(hooks, (flow, self.info, state), self.logger, "state")
+        if self.parent_task_run_id is not None:
+            p = self.parent
+            assert p is not None
+            mirror = State(state.type, state.name, state.message, data=state.data)
+            p.client.set_task_run_state(self.parent_task_run_id, mirror)
+        self.client.end_flow_run(self.run_id)
+        return state
+
+    # -- drivers ---------------------------------------------------------------------------------
+    def run_sync(self) -> State:
+        state = self.begin()
+        flow, timeout = self.flow, self.flow.timeout_seconds
+        token = flow_run_ctx.set(self.ctx)
+        ttoken = task_run_ctx.set(None)
+        try:
+            while state is None:
+                try:
+                    if timeout is None:
+                        value = flow.fn(*self.call_args, **self.call_kwargs)
+                    else:
+                        value = call_with_timeout(flow.fn, self.call_args, self.call_kwargs,
+                                                  timeout, self._timeout_error())
+                except BaseException as exc:  # noqa: BLE001 - turned into a state
+                    state, delay = self.on_exception(exc)
+                    if state is None:
+                        if delay:
+                            time.sleep(delay)
+                        self._start_attempt()
+                else:
+                    state = self.on_success(value)
+        finally:
+            task_run_ctx.reset(ttoken)
+            flow_run_ctx.reset(token)
+        return self.finish(state)
+
+    async def run_async(self) -> State:
+        state = self.begin()
+        flow, timeout = self.flow, self.flow.timeout_seconds
+        token = flow_run_ctx.set(self.ctx)
+        ttoken = task_run_ctx.set(None)
+        try:
+            while state is None:
+                try:
+                    coro = flow.fn(*self.call_args, **self.call_kwargs)
+                    if timeout is None:
+                        value = await coro
+                    else:
+                        try:
+                            value = await asyncio.wait_for(coro, timeout)
+                        except asyncio.TimeoutError:
+                            raise self._timeout_error() from None
+                except BaseException as exc:  # noqa: BLE001 - turned into a state
+                    state, delay = self.on_exception(exc)
+                    if state is None:
+                        if delay:
+                            await asyncio.sleep(delay)
+                        self._start_attempt()
+                else:
+                    state = self.on_success(value)
+        finally:
+            task_run_ctx.reset(ttoken)
+            flow_run_ctx.reset(token)
+        return self.finish(state)
+
+    def _timeout_error(self) -> FlowTimeoutError:
+        return FlowTimeoutError(
+            f"Flow run {self.info.name!r} exceeded its timeout of "
+            f"{self.flow.timeout_seconds:g} second(s) and was stopped."
+        )
+
+
+def outcome(state: State, return_state: bool) -> Any:
+    """What a flow call gives back: the state, the value, or the user's exception raised."""
+    if return_state:
+        return state
+    if state.type is StateType.COMPLETED:
+        return state.result()
+    exc = state.data
+    if isinstance(exc, BaseException):
+        raise strip_internal_frames(exc)
+    raise LegatoError(state.message or f"The flow run ended in state {state.name}.")
+
+
+def _default_runner() -> Any:
+    from ..runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner()
+
+
+def _raw_params(flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    names = list(flow.binder.names)
+    out = {names[i] if i < len(names) else f"arg{i}": a for i, a in enumerate(args)}
+    out.update(kwargs)
+    return out
+
+
+def _first_exception(futures: list[Any]) -> BaseException | None:
+    for f in futures:
+        data = f.final_state().data
+        if isinstance(data, BaseException):
+            return data
+    return None
+
+
+def _state_repr(state: State) -> str:
+    return f"{state.name}({'message=' + repr(state.message) if state.message else ''})"

@@ -1,0 +1,83 @@
+"""Resolving a task's inputs: futures become results, and upstream runs are recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..futures import LegatoFuture
+from ..states import State
+from ..utilities.annotations import allow_failure, quote
+
+
+class UpstreamFailed(Exception):
+    def __init__(self, name: str, state: State) -> None:
+        super().__init__(name)
+        self.name = name
+        self.state = state
+
+
+_PLAIN = (int, float, str, bytes, bool, type(None))
+
+
+def resolve(value: Any, upstream: list[dict[str, Any]], results_by_id: dict[int, Any] | None,
+            allow: bool = False, depth: int = 0) -> Any:
+    """``value`` with futures replaced by their results; upstream task runs appended."""
+    cls = type(value)
+    if cls in _PLAIN:
+        return value
+    if cls is LegatoFuture:
+        value.observed = True
+        state = value.final_state()
+        upstream.append({"input_type": "task_run", "id": value.task_run_id})
+        if state.is_completed():
+            return state.result()
+        if allow:
+            return state.result(raise_on_failure=False)
+        raise UpstreamFailed(value.name, state)
+    if cls is allow_failure:
+        return resolve(value.value, upstream, results_by_id, True, depth)
+    if cls is quote:
+        return value.value
+    if isinstance(value, State):
+        return value.result(raise_on_failure=not allow)
+    if results_by_id:
+        hit = results_by_id.get(id(value))
+        if hit is not None and hit[0] is value:
+            upstream.append({"input_type": "task_run", "id": hit[1]})
+            return value
+    if depth < 3:
+        if cls is list:
+            return [resolve(v, upstream, results_by_id, allow, depth + 1) for v in value]
+        if cls is tuple:
+            return tuple(resolve(v, upstream, results_by_id, allow, depth + 1) for v in value)
+        if cls is dict:
+            return {k: resolve(v, upstream, results_by_id, allow, depth + 1) for k, v in value.items()}
+        if cls is set:
+            return {resolve(v, upstream, results_by_id, allow, depth + 1) for v in value}
+    return value
+
+
+def resolve_parameters(
+    params: dict[str, Any], results_by_id: dict[int, Any] | None
+) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Resolve every parameter; returns (resolved, task_inputs)."""
+    resolved: dict[str, Any] = {}
+    inputs: dict[str, list[dict[str, Any]]] = {}
+    for name, value in params.items():
+        if type(value) in _PLAIN:
+            resolved[name] = value
+            continue
+        up: list[dict[str, Any]] = []
+        resolved[name] = resolve(value, up, results_by_id)
+        if up:
+            inputs[name] = up
+    return resolved, inputs
+
+
+def wait_for_upstream(wait_for: Any, inputs: dict[str, list[dict[str, Any]]]) -> None:
+    """Block on ``wait_for=`` futures; a failed one (not wrapped in allow_failure) raises."""
+    up: list[dict[str, Any]] = []
+    for item in wait_for or ():
+        resolve(item, up, None)
+    if up:
+        inputs["wait_for"] = up
