@@ -7,7 +7,6 @@ nothing is recorded, no retries apply.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import functools
 import inspect
@@ -142,6 +141,8 @@ class Task(Generic[P, R]):
         if self.is_async:
             if _loop_running():
                 return _async_call(engine, return_state)  # type: ignore[return-value]
+            import asyncio  # lazy: asyncio costs ~70 ms of `import legato`
+
             state = asyncio.run(engine.run_async())  # an async task called from a sync flow
         else:
             state = engine.run_sync()
@@ -227,6 +228,8 @@ async def _async_call(engine: Any, return_state: bool) -> Any:
 
 
 def _loop_running() -> bool:
+    import asyncio  # lazy: asyncio costs ~70 ms of `import legato`
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import ctypes
 import inspect
 import random
 import threading
@@ -111,6 +110,8 @@ class Binder:
 
 
 def _async_raise(thread_id: int, exc_type: type[BaseException]) -> None:
+    import ctypes  # lazy: only needed when a timeout fires
+
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
 
 
