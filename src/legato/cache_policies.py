@@ -52,7 +52,9 @@ class CachePolicy:
         raise NotImplementedError
 
     @classmethod
-    def from_cache_key_fn(cls, cache_key_fn: Callable[[Any, dict[str, Any]], str | None]) -> CachePolicy:
+    def from_cache_key_fn(
+        cls, cache_key_fn: Callable[[Any, dict[str, Any]], str | None]
+    ) -> CachePolicy:
         """The policy for a Prefect-style ``cache_key_fn(context, arguments)``."""
         return CacheKeyFnPolicy(cache_key_fn)
 

@@ -20,7 +20,7 @@ import threading
 import types
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import PurePath, PureWindowsPath
 from typing import Any
@@ -90,7 +90,8 @@ class _Encoder:
         if t is int:
             return _frame(b"i", str(obj).encode())
         if t is float:
-            return _frame(b"f", float.hex(obj + 0.0).encode())  # + 0.0 turns -0.0 into 0.0 (they are ==)
+            # + 0.0 turns -0.0 into 0.0: they are ==, so they must hash alike.
+            return _frame(b"f", float.hex(obj + 0.0).encode())
         mod = t.__module__.partition(".")[0]
         if mod in ("numpy", "pandas", "pyarrow"):
             encoded = getattr(self, f"_{mod}")(obj)
@@ -100,7 +101,7 @@ class _Encoder:
             return self._container(obj)
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             return self._container(obj)
-        if _has_base(obj, "pydantic", "BaseModel"):
+        if _has_base(obj, "pydantic", "BaseModel") and hasattr(type(obj), "model_fields"):
             return self._container(obj)
         return self._scalar(obj)
 
@@ -163,7 +164,8 @@ class _Encoder:
             members = sorted(self._child(v, "<set member>") for v in obj)
             return _frame(b"S", b"".join(members))
         if dataclasses.is_dataclass(obj):
-            fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+            # Fields declared compare=False are not part of equality, so not of the key either.
+            fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.compare}
             return _frame(b"C", _frame(b"c", _qualname(type(obj))) + self._mapping(b"m", fields))
         # a pydantic model: its class and its field values (plus extra fields, if allowed)
         values = {name: getattr(obj, name) for name in type(obj).model_fields}
@@ -330,7 +332,7 @@ def _warn_once(exc: _Unhashable, where: str) -> None:
     )
 
 
-def _hash(objs: tuple[Any, ...], describe: Any) -> str | None:
+def _hash(objs: tuple[Any, ...], describe: Callable[[list[Any]], str]) -> str | None:
     try:
         encoded = _Encoder().encode(objs)
     except _Unhashable as exc:

@@ -36,7 +36,9 @@ __all__ = [
     "resolve_serializer",
 ]
 
-_PERSIST_FIX = "return a picklable value, choose result_serializer='json', or set persist_result=False"
+_PERSIST_FIX = (
+    "return a picklable value, choose result_serializer='json', or set persist_result=False"
+)
 
 
 class Serializer:
@@ -225,8 +227,7 @@ def _is_dataframe(value: Any) -> bool:
     # Looks at the class's module instead of isinstance, so pandas is never imported just to
     # find out that a value is not a DataFrame.
     return any(
-        c.__name__ == "DataFrame" and c.__module__.startswith("pandas")
-        for c in type(value).__mro__
+        c.__name__ == "DataFrame" and c.__module__.startswith("pandas") for c in type(value).__mro__
     )
 
 
