@@ -1,7 +1,7 @@
 """Result persistence: turn a task's or flow's return value into bytes in result storage, and back.
 
 A persisted result is described by a small JSON-able *reference* dict that the run history keeps
-(``legato.states._ResultRef`` loads it on demand), so the value itself never goes through the
+(in the state rows; a cache hit loads it back), so the value itself never goes through the
 database. Serializers are chosen per value: parquet for pandas DataFrames (compact, and readable
 by other tools), cloudpickle for everything else, unless the user asks for one.
 

@@ -116,10 +116,7 @@ class State:
     def result(self, raise_on_failure: bool = True) -> Any:
         """The run's return value; for a failed/crashed/cancelled run, raise its exception."""
         if self.type is StateType.COMPLETED:
-            data = self.data
-            if isinstance(data, _ResultRef):
-                return data.load()
-            return data
+            return self.data
         if self.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
             exc = self.data if isinstance(self.data, BaseException) else None
             if exc is None:
@@ -156,25 +153,6 @@ class State:
         )
 
     __hash__ = object.__hash__
-
-
-class _ResultRef:
-    """A persisted result that is loaded from result storage on demand."""
-
-    __slots__ = ("ref", "_loaded", "_value")
-
-    def __init__(self, ref: dict[str, Any]) -> None:
-        self.ref = ref
-        self._loaded = False
-        self._value: Any = None
-
-    def load(self) -> Any:
-        if not self._loaded:
-            from .results import load_result
-
-            self._value = load_result(self.ref)
-            self._loaded = True
-        return self._value
 
 
 def _mk(type_: StateType, default_name: str):
