@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from . import config, profile, runs
+from ..settings import active_profile_name, load_profiles
+from . import config, flow_run, profile, task_run
 from ._common import handles_errors
 
 app = typer.Typer(
@@ -25,8 +26,8 @@ app = typer.Typer(
 )
 app.add_typer(config.app, name="config")
 app.add_typer(profile.app, name="profile")
-app.add_typer(runs.flow_run_app, name="flow-run")
-app.add_typer(runs.task_run_app, name="task-run")
+app.add_typer(flow_run.app, name="flow-run")
+app.add_typer(task_run.app, name="task-run")
 
 
 def legato_version() -> str:
@@ -61,8 +62,6 @@ def _root(
 @handles_errors
 def version() -> None:
     """Print Legato's version, Python's, the platform and the active profile."""
-    from ..settings import active_profile_name, load_profiles
-
     rows = [
         ("Version", legato_version()),
         ("Python version", platform.python_version()),

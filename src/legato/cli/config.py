@@ -29,9 +29,7 @@ from ..settings import (
 )
 from ._common import handles_errors, warn
 
-app = typer.Typer(
-    help="View and change the settings of the active profile.", no_args_is_help=True
-)
+app = typer.Typer(help="View and change the settings of the active profile.", no_args_is_help=True)
 
 MASK = "********"
 #: Settings that only the environment can set: the profiles file lives under LEGATO_HOME, and
@@ -43,8 +41,9 @@ ENV_ONLY = {
     "environment variable",
 }
 _SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "TOKEN")
-# user:password@ in a URL; greedy up to the last "@" so a password holding "@" is never half shown
-_URL_PASSWORD = re.compile(r"(://[^:/@?#]*):(.*)@")
+# user:password@ after the scheme; greedy up to the last "@" so a password holding "@" is never
+# half shown (over-masking a strange URL is the safe way to be wrong)
+_USERINFO = re.compile(r"^([^:/@?#]*):(.*)@")
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 
 
@@ -54,9 +53,12 @@ def is_secret(name: str) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by asterisks."""
-    url = _URL_PASSWORD.sub(rf"\1:{MASK}@", url)
-    return _QUERY_PASSWORD.sub(rf"\g<1>{MASK}", url)
+    """The URL with any password replaced by asterisks (also when the scheme is missing)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    rest = _USERINFO.sub(rf"\1:{MASK}@", rest, count=1)
+    return _QUERY_PASSWORD.sub(rf"\g<1>{MASK}", scheme + sep + rest)
 
 
 def display_value(name: str, value: Any) -> str:
@@ -130,11 +132,14 @@ def _validate(updates: dict[str, str]) -> None:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else ""
             var = PREFIX + field.upper()
+            raw, shown = updates.get(var), display_value(var, updates.get(var))
             if error["type"] == "value_error":  # our own validators say what is expected
                 why = error["msg"].removeprefix("Value error, ").rstrip(".")
+                if raw:  # they quote the value: never show a password that way
+                    why = why.replace(repr(raw), shown).replace(raw, shown.strip("'"))
             else:
                 why = "expected " + _describe(model.model_fields[field].annotation)
-            problems.append(f"{var}={display_value(var, updates.get(var))} is not valid: {why}")
+            problems.append(f"{var}={shown} is not valid: {why}")
         raise ConfigurationError(
             "; ".join(problems) + f". Nothing was changed in {profiles_path()}."
         ) from None
@@ -162,9 +167,10 @@ def _warn_if_env_overrides(var: str) -> None:
 @handles_errors
 def set_(
     settings: Annotated[
-        list[str], typer.Argument(
+        list[str],
+        typer.Argument(
             help="One or more VAR=VALUE, e.g. LEGATO_LOGGING_LEVEL=DEBUG.", metavar="VAR=VALUE"
-        )
+        ),
     ],
 ) -> None:
     """Set settings in the active profile."""
@@ -235,7 +241,9 @@ def view(
         elif var in profile:
             value, source = profile[var], "profile"
         elif show_defaults:
-            default = profiles_path().parent if var == "LEGATO_HOME" else fields[_field(var)].default
+            default = (
+                profiles_path().parent if var == "LEGATO_HOME" else fields[_field(var)].default
+            )
             value, source = default, "defaults"
         else:
             continue

@@ -13,7 +13,9 @@ from ..settings import active_profile_name, load_profiles, save_profiles
 from ._common import handles_errors, warn
 from .config import display_value
 
-app = typer.Typer(help="Create, switch between and inspect settings profiles.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, switch between and inspect settings profiles.", no_args_is_help=True
+)
 
 _VALID_NAME = re.compile(r"[\w.-]+")
 
