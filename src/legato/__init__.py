@@ -2,36 +2,57 @@
 
 ``from legato import flow, task, get_run_logger`` is all a script needs; runs are recorded in a
 SQLite history under ``LEGATO_HOME`` (``~/.legato``) with nothing to start.
+
+The names below are loaded on first use (PEP 562), so ``import legato`` and the ``legato`` command
+start fast and importing does nothing but define things.
 """
 
 from __future__ import annotations
 
-from .context import get_run_context, tags
-from .flows import Flow, flow
-from .futures import LegatoFuture, LegatoFutureList, as_completed, wait
-from .logging import get_logger, get_run_logger
-from .states import State
-from .tasks import Task, task
-from .utilities.annotations import allow_failure, quote, unmapped
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Flow",
-    "LegatoFuture",
-    "LegatoFutureList",
-    "State",
-    "Task",
-    "__version__",
-    "allow_failure",
-    "as_completed",
-    "flow",
-    "get_logger",
-    "get_run_context",
-    "get_run_logger",
-    "quote",
-    "tags",
-    "task",
-    "unmapped",
-    "wait",
-]
+_EXPORTS: dict[str, str] = {
+    "Flow": "flows",
+    "flow": "flows",
+    "Task": "tasks",
+    "task": "tasks",
+    "State": "states",
+    "LegatoFuture": "futures",
+    "LegatoFutureList": "futures",
+    "as_completed": "futures",
+    "wait": "futures",
+    "get_logger": "logging",
+    "get_run_logger": "logging",
+    "get_run_context": "context",
+    "tags": "context",
+    "allow_failure": "utilities.annotations",
+    "quote": "utilities.annotations",
+    "unmapped": "utilities.annotations",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:
+    from .context import get_run_context, tags
+    from .flows import Flow, flow
+    from .futures import LegatoFuture, LegatoFutureList, as_completed, wait
+    from .logging import get_logger, get_run_logger
+    from .states import State
+    from .tasks import Task, task
+    from .utilities.annotations import allow_failure, quote, unmapped
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'legato' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

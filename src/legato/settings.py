@@ -97,7 +97,7 @@ def _model():
         def _url(cls, v: str | None) -> str | None:
             if v is not None and "://" not in v:
                 raise ValueError(
-                    f"{v!r} is not a database URL. Use e.g. sqlite:////path/legato.db or "
+                    "the value is not a database URL (no '://'). Use e.g. sqlite:////path/legato.db or "
                     "postgresql+psycopg://user@127.0.0.1:5432/dbname"
                 )
             return v
@@ -229,10 +229,16 @@ def build_settings(overrides: dict[str, Any] | None = None) -> Any:
         return model(**values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']} (got {e.get('input')!r})"
+            f"{PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            + ("" if _is_secret(e["loc"]) else f" (got {e.get('input')!r})")
             for e in exc.errors()
         )
         raise ConfigurationError(f"Invalid setting: {problems}.") from None
+
+
+def _is_secret(loc: Any) -> bool:
+    name = ".".join(str(p) for p in loc).lower()
+    return any(w in name for w in ("key", "secret", "password", "token", "database_url"))
 
 
 def reset_settings_cache() -> None:
