@@ -7,9 +7,8 @@ Create Date: 2026-11-26 01:33:29.675488
 
 from alembic import op
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
-from legato.store.models import Timestamp
+from legato.store.models import JSONDoc, Timestamp, UUIDText
 
 revision = "0001_initial"
 down_revision = None
@@ -22,10 +21,10 @@ def upgrade() -> None:
     op.create_table(
         "cache_entry",
         sa.Column("key", sa.String(length=512), nullable=False),
-        sa.Column("task_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
+        sa.Column("task_run_id", UUIDText(), nullable=True),
         sa.Column(
             "result",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=False,
         ),
         sa.Column("expiration", Timestamp(), nullable=True),
@@ -34,7 +33,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "flow",
-        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
+        sa.Column("id", UUIDText(), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("created", Timestamp(), nullable=False),
         sa.Column("updated", Timestamp(), nullable=False),
@@ -43,9 +42,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "log",
-        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
-        sa.Column("flow_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
-        sa.Column("task_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
+        sa.Column("id", UUIDText(), nullable=False),
+        sa.Column("flow_run_id", UUIDText(), nullable=True),
+        sa.Column("task_run_id", UUIDText(), nullable=True),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("level", sa.Integer(), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
@@ -63,8 +62,8 @@ def upgrade() -> None:
 
     op.create_table(
         "flow_run",
-        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
-        sa.Column("flow_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
+        sa.Column("id", UUIDText(), nullable=False),
+        sa.Column("flow_id", UUIDText(), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("state_type", sa.String(length=16), nullable=True),
         sa.Column("state_name", sa.String(length=64), nullable=True),
@@ -72,15 +71,15 @@ def upgrade() -> None:
         sa.Column("state_timestamp", Timestamp(), nullable=True),
         sa.Column(
             "parameters",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=False,
         ),
         sa.Column(
             "tags",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=False,
         ),
-        sa.Column("parent_task_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
+        sa.Column("parent_task_run_id", UUIDText(), nullable=True),
         sa.Column("run_count", sa.Integer(), nullable=False),
         sa.Column("expected_start_time", Timestamp(), nullable=True),
         sa.Column("start_time", Timestamp(), nullable=True),
@@ -89,7 +88,7 @@ def upgrade() -> None:
         sa.Column("version", sa.String(length=255), nullable=True),
         sa.Column(
             "empirical_policy",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=False,
         ),
         sa.Column("created", Timestamp(), nullable=False),
@@ -114,20 +113,20 @@ def upgrade() -> None:
 
     op.create_table(
         "flow_run_state",
-        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
-        sa.Column("flow_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
+        sa.Column("id", UUIDText(), nullable=False),
+        sa.Column("flow_run_id", UUIDText(), nullable=False),
         sa.Column("type", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("timestamp", Timestamp(), nullable=False),
         sa.Column(
             "result",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=True,
         ),
         sa.Column(
             "details",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=False,
         ),
         sa.ForeignKeyConstraint(
@@ -147,8 +146,8 @@ def upgrade() -> None:
 
     op.create_table(
         "task_run",
-        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
-        sa.Column("flow_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=True),
+        sa.Column("id", UUIDText(), nullable=False),
+        sa.Column("flow_run_id", UUIDText(), nullable=True),
         sa.Column("task_key", sa.String(length=512), nullable=False),
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("dynamic_key", sa.String(length=64), nullable=False),
@@ -160,12 +159,12 @@ def upgrade() -> None:
         sa.Column("state_timestamp", Timestamp(), nullable=True),
         sa.Column(
             "task_inputs",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=False,
         ),
         sa.Column(
             "tags",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=False,
         ),
         sa.Column("run_count", sa.Integer(), nullable=False),
@@ -175,7 +174,7 @@ def upgrade() -> None:
         sa.Column("total_run_time", sa.Float(), nullable=False),
         sa.Column(
             "empirical_policy",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=False,
         ),
         sa.Column("created", Timestamp(), nullable=False),
@@ -198,20 +197,20 @@ def upgrade() -> None:
 
     op.create_table(
         "task_run_state",
-        sa.Column("id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
-        sa.Column("task_run_id", sa.String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql"), nullable=False),
+        sa.Column("id", UUIDText(), nullable=False),
+        sa.Column("task_run_id", UUIDText(), nullable=False),
         sa.Column("type", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("timestamp", Timestamp(), nullable=False),
         sa.Column(
             "result",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=True,
         ),
         sa.Column(
             "details",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            JSONDoc(),
             nullable=False,
         ),
         sa.ForeignKeyConstraint(
