@@ -139,8 +139,20 @@ def load_profiles(home: Path | None = None) -> dict[str, Any]:
     path = profiles_path(home)
     try:
         data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        # no profiles yet (a home that cannot exist is reported by the history store, which
+        # names the folder and what to set)
         data = {}
+    except PermissionError:
+        raise ConfigurationError(
+            f"Cannot read the profiles file {path} (permission denied). Make it readable or set "
+            "LEGATO_HOME to a folder of your own."
+        ) from None
+    except IsADirectoryError:
+        raise ConfigurationError(
+            f"{path} is a folder, but Legato keeps its profiles in a file of that name. Move the "
+            "folder away or set LEGATO_HOME elsewhere."
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigurationError(
             f"The profiles file {path} is not valid TOML ({exc}). Fix it by hand or delete it "

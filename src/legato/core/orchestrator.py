@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from ..ids import new_id
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..exceptions import InvalidStateTransition, ObjectNotFound
+from ..ids import new_id
 from ..states import TERMINAL_TYPES, State, StateType
 from ..store import models
 from ..store.database import Database
@@ -63,6 +63,8 @@ class Orchestrator:
         self._runs: dict[str, _Run] = {}
         self._flows: dict[str, str] = {}
         self._flow_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._children: dict[str, list[str]] = {}  # flow run id -> its task run ids
 
     # -- flows -----------------------------------------------------------------------------------
     def ensure_flow(self, name: str) -> str:
@@ -123,8 +125,8 @@ class Orchestrator:
             "updated": now,
         }
         self._runs[id] = _Run("flow_run")
-        self.writer.insert_flow_run(row)
-        self.set_state("flow_run", id, state)
+        # the row and its first state go to the writer together: no flush can split them
+        self.set_state("flow_run", id, state, _insert=row)
 
     def create_task_run(
         self,
@@ -164,8 +166,11 @@ class Orchestrator:
             "updated": now,
         }
         self._runs[id] = _Run("task_run")
-        self.writer.insert_task_run(row)
-        self.set_state("task_run", id, state)
+        if flow_run_id is not None:
+            # forgotten with their flow run (end_flow_run), so memory does not grow without end
+            # in a long-lived process, while the flow still answers for them without the store
+            self._children.setdefault(flow_run_id, []).append(id)  # (atomic under the GIL)
+        self.set_state("task_run", id, state, _insert=row)
 
     def set_state(
         self,
@@ -177,15 +182,35 @@ class Orchestrator:
         result: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         force: bool = False,
+        _insert: dict[str, Any] | None = None,
     ) -> Decision:
         """Propose ``state`` for a run. Returns the decision; an accepted state is recorded."""
         run = self._runs.get(run_id) or self._load(kind, run_id)
         stype = state.type
+        # deciding and recording is one step: two threads proposing a final state for one run
+        # at once (a task finishing while its flow settles it) must not both be accepted
+        with self._state_lock:
+            decision = self._record(kind, run_id, run, state, stype, new_attempt, result, extra,
+                                    force, _insert)
+        if decision.verdict is Verdict.ACCEPT and kind == "task_run":
+            if stype in TERMINAL_TYPES:
+                self.writer.after_terminal_state()  # durable mode writes here, not locked
+            elif run_id not in self._runs:  # a new attempt of a run read from the store
+                self._runs[run_id] = run
+        return decision
+
+    def _record(self, kind: str, run_id: str, run: _Run, state: State, stype: StateType,
+                new_attempt: bool, result: dict[str, Any] | None,
+                extra: dict[str, Any] | None, force: bool,
+                insert: dict[str, Any] | None) -> Decision:
         if force:
             decision = Decision(Verdict.ACCEPT)
         else:
             decision = decide(run.type, run.name, stype, state.name, new_attempt=new_attempt)
         if decision.verdict is not Verdict.ACCEPT:
+            if insert is not None:  # (a new run accepts any first state; kept for safety)
+                (self.writer.insert_task_run if kind == "task_run"
+                 else self.writer.insert_flow_run)(insert)
             return decision
         ts = state.timestamp
         fields: dict[str, Any] = {
@@ -224,15 +249,11 @@ class Orchestrator:
             "result": result,
             "details": _json_safe(state.details) if state.details else {},
         }
-        w = self.writer
+        # the run's new fields and its state row in one step: never in two different flushes
         if kind == "task_run":
-            w.update_task_run(run_id, fields)
-            w.add_task_run_state(srow)
-            if stype in TERMINAL_TYPES:
-                w.after_terminal_state()
+            self.writer.task_run_transition(run_id, fields, srow, insert)
         else:
-            w.update_flow_run(run_id, fields)
-            w.add_flow_run_state(srow)
+            self.writer.flow_run_transition(run_id, fields, srow, insert)
         return decision
 
     def require_state(self, kind: str, run_id: str, state: State, **kw: Any) -> Decision:
@@ -247,7 +268,10 @@ class Orchestrator:
         return run.type if run else None
 
     def forget(self, run_id: str) -> None:
+        """Drop what is kept in memory about a flow run and its task runs (it has ended)."""
         self._runs.pop(run_id, None)
+        for child in self._children.pop(run_id, ()):
+            self._runs.pop(child, None)
 
     def _load(self, kind: str, run_id: str) -> _Run:
         self.writer.flush()
@@ -261,6 +285,7 @@ class Orchestrator:
                         table.c.run_count,
                         table.c.start_time,
                         table.c.total_run_time,
+                        table.c.state_timestamp,
                     ).where(table.c.id == run_id)
                 )
                 .mappings()
@@ -274,7 +299,10 @@ class Orchestrator:
         run.run_count = row["run_count"]
         run.start_time = row["start_time"]
         run.total = row["total_run_time"] or 0.0
-        self._runs[run_id] = run
+        if run.type is StateType.RUNNING:
+            run.running_since = row["state_timestamp"]  # so its run time keeps counting
+        if run.type not in TERMINAL_TYPES or kind == "flow_run":
+            self._runs[run_id] = run
         return run
 
     def set_task_run_cache_key(

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc as sa_exc
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 
 from ..exceptions import (
     DatabaseCorruptError,
@@ -29,7 +31,7 @@ from . import models
 HEAD_REVISION = "0001_initial"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-_engines: dict[tuple[str, float], "Database"] = {}
+_engines: dict[tuple[str, float], Database] = {}
 _engines_lock = threading.Lock()
 
 
@@ -50,6 +52,20 @@ def describe_url(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for display
         return "<database URL>"
+
+
+#: words of driver errors that mean "could not reach or log in to the database server"
+_CONNECT_FAILURES = (
+    "connection refused",
+    "could not connect",
+    "connection failed",
+    "failed to resolve host",
+    "could not translate host name",
+    "name or service not known",
+    "timeout expired",
+    "server closed the connection",
+    "connection is closed",
+)
 
 
 class Database:
@@ -157,12 +173,14 @@ class Database:
                 "aside (e.g. `mv legato.db legato.db.broken`) and Legato will start a new one, "
                 "or point LEGATO_DATABASE_URL at another database."
             )
-        if "unable to open database file" in low or "readonly" in low or "read-only" in low:
+        if self.is_sqlite and (
+            "unable to open database file" in low or "readonly" in low or "read-only" in low
+        ):
             return HomeNotWritableError(
                 f"Cannot write the run history {where} ({text}). Make its folder writable or "
                 "set LEGATO_HOME to a folder you can write."
             )
-        if "connection refused" in low or "could not connect" in low or "connection failed" in low:
+        if any(w in low for w in _CONNECT_FAILURES):
             return StoreError(
                 f"Cannot connect to the run history database {self.display}: {text.strip()}. "
                 "Check that the server is running and LEGATO_DATABASE_URL is right."
@@ -210,32 +228,38 @@ def _current_revision(conn: sa.Connection) -> str | None:
 
 def migrate(db: Database) -> None:
     """Bring the schema to HEAD_REVISION: create it fresh, or upgrade it with Alembic."""
+    if db.is_sqlite and db.path is not None:
+        # cheap check without a write lock (a plain BEGIN: WAL readers never wait for a
+        # writer): most opens find the schema current
+        with db.engine.connect() as conn, conn.begin():
+            try:
+                rev = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            except sa_exc.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                rev = None
+        if rev == HEAD_REVISION:
+            return
     with db.engine.connect().execution_options(legato_write=True) as conn:
-        if db.is_sqlite and db.path is not None:
-            # cheap check without a write lock: most opens find the schema current
-            with conn.begin():
-                try:
-                    rev = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-                except sa_exc.OperationalError as exc:
-                    if "no such table" not in str(exc):
-                        raise
-                    rev = None
-            if rev == HEAD_REVISION:
-                return
         with conn.begin():
             if not db.is_sqlite:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7415001)"))
             rev = _current_revision(conn)
             if rev == HEAD_REVISION:
                 return
-            if rev is None and not sa.inspect(conn).has_table("flow_run"):
+            insp = sa.inspect(conn)
+            if rev is None and not insp.has_table("flow_run"):
                 models.metadata.create_all(conn)
-                conn.execute(
-                    sa.text(
-                        "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-                        "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+                if insp.has_table("alembic_version"):
+                    # left empty by `alembic downgrade base`
+                    conn.execute(sa.text("DELETE FROM alembic_version"))
+                else:
+                    conn.execute(
+                        sa.text(
+                            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+                        )
                     )
-                )
                 conn.execute(
                     sa.text("INSERT INTO alembic_version (version_num) VALUES (:v)"),
                     {"v": HEAD_REVISION},

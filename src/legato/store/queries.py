@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,12 +12,16 @@ from ..schemas import FlowRun, FlowRunFilter, LogRecord, StateRecord, TaskRun, T
 from . import models
 from .database import Database
 
+_ID_CHARS = frozenset("0123456789abcdef-")
 _flow_run_cols = [*models.flow_run.c, models.flow.c.name.label("flow_name")]
 
 
 def _resolve_id(conn: sa.Connection, table: sa.Table, run_id: str, what: str) -> str:
     """Accept a full id or a unique prefix of one (as `git` does), else a clear error."""
     run_id = str(run_id).strip().lower()
+    if not _ID_CHARS.issuperset(run_id) or len(run_id) > 36:
+        # never a database error (PostgreSQL's uuid column) nor a LIKE wildcard
+        raise ObjectNotFound(f"No {what} with id {run_id!r}: ids are UUIDs (hex digits, dashes).")
     if len(run_id) == 36:
         return run_id
     if len(run_id) < 4:
@@ -56,13 +61,23 @@ def read_flow_runs(db: Database, flt: FlowRunFilter | None = None) -> list[FlowR
     }[flt.sort]
     q = q.order_by(*order)
     if flt.tags_all:
-        # JSON containment differs per backend; filter in Python on a bounded over-fetch
-        rows = _rows(db, q)
-        want = set(flt.tags_all)
-        rows = [r for r in rows if want <= set(r["tags"] or [])]
-        return [FlowRun(**r) for r in rows[flt.offset : flt.offset + flt.limit]]
+        # in the database, so that limit/offset page through matches and nothing is over-read
+        q = q.where(*_has_tags(db, flt.tags_all))
     q = q.limit(flt.limit).offset(flt.offset)
     return [FlowRun(**r) for r in _rows(db, q)]
+
+
+def _has_tags(db: Database, tags: list[str]) -> list[Any]:
+    """Conditions: the flow run's JSON tag list holds every one of ``tags``."""
+    if db.is_sqlite:
+        return [
+            sa.text(
+                f"EXISTS (SELECT 1 FROM json_each(flow_run.tags) WHERE json_each.value = :tag{i})"
+            ).bindparams(**{f"tag{i}": tag})
+            for i, tag in enumerate(tags)
+        ]
+    return [sa.text("flow_run.tags @> CAST(:tags_all AS jsonb)").bindparams(
+        tags_all=json.dumps(list(tags)))]
 
 
 def read_flow_run(db: Database, run_id: str) -> FlowRun:

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import operator
 import threading
 from typing import Any
 
 import sqlalchemy as sa
 
+from ..exceptions import DatabaseCorruptError, DatabaseLockedError, HomeNotWritableError
 from . import models
 from .database import Database
 
@@ -54,6 +57,7 @@ class BatchedPolicy(WritePolicy):
     def __init__(self, interval: float = 0.5, max_rows: int = 20_000) -> None:
         self.interval = interval
         self.max_rows = max_rows
+        self._threshold = max_rows
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._writer: HistoryWriter | None = None
@@ -78,8 +82,16 @@ class BatchedPolicy(WritePolicy):
                     pass
 
     def after_terminal_state(self, writer: HistoryWriter) -> None:
-        if writer.pending_rows >= self.max_rows:
-            writer.flush()
+        # a full buffer is written by the engine's thread (back-pressure); if that fails (the
+        # history locked by another program for a while), the rows stay buffered and the flow
+        # goes on: its final flush reports the problem. Retried after the buffer doubles.
+        if writer.pending_rows >= self._threshold:
+            try:
+                writer.flush()
+            except Exception:  # noqa: BLE001 - kept buffered; the flow's own flush reports it
+                self._threshold = 2 * max(writer.pending_rows, self.max_rows)
+            else:
+                self._threshold = self.max_rows
 
     def stop(self) -> None:
         self._stop.set()
@@ -114,6 +126,14 @@ class _Buffer:
         self.task_run_states: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []
         self.cache: dict[str, dict[str, Any]] = {}
+
+    def row_count(self) -> int:
+        return (
+            len(self.flows) + len(self.flow_run_inserts) + len(self.flow_run_updates)
+            + len(self.task_run_inserts) + len(self.task_run_updates)
+            + len(self.flow_run_states) + len(self.task_run_states) + len(self.logs)
+            + len(self.cache)
+        )
 
 
 class HistoryWriter:
@@ -150,8 +170,12 @@ class HistoryWriter:
             row = self._buf.flow_run_inserts.get(run_id)
             if row is not None:
                 row.update(fields)
+                return
+            upd = self._buf.flow_run_updates.get(run_id)
+            if upd is not None:
+                upd.update(fields)
             else:
-                self._buf.flow_run_updates.setdefault(run_id, {}).update(fields)
+                self._buf.flow_run_updates[run_id] = dict(fields)
                 self.pending_rows += 1
 
     def insert_task_run(self, row: dict[str, Any]) -> None:
@@ -165,9 +189,64 @@ class HistoryWriter:
             row = self._buf.task_run_inserts.get(run_id)
             if row is not None:
                 row.update(fields)
+                return
+            upd = self._buf.task_run_updates.get(run_id)
+            if upd is not None:
+                upd.update(fields)
             else:
-                self._buf.task_run_updates.setdefault(run_id, {}).update(fields)
+                self._buf.task_run_updates[run_id] = dict(fields)
                 self.pending_rows += 1
+
+    def flow_run_transition(self, run_id: str, fields: dict[str, Any],
+                            state_row: dict[str, Any],
+                            insert: dict[str, Any] | None = None) -> None:
+        """A flow run's new state: its row's fields (and the row itself, for a new run) with
+        the state row, under one lock, so that no flush can hold one without the other."""
+        with self._lock:
+            buf = self._buf
+            if insert is not None:
+                insert.update(fields)
+                buf.flow_run_inserts[run_id] = insert
+                self.pending_rows += 2
+            else:
+                row = buf.flow_run_inserts.get(run_id)
+                if row is not None:
+                    row.update(fields)
+                else:
+                    upd = buf.flow_run_updates.get(run_id)
+                    if upd is not None:
+                        upd.update(fields)
+                    else:
+                        buf.flow_run_updates[run_id] = dict(fields)
+                        self.pending_rows += 1
+                self.pending_rows += 1
+            buf.flow_run_states.append(state_row)
+
+    def task_run_transition(self, run_id: str, fields: dict[str, Any],
+                            state_row: dict[str, Any],
+                            insert: dict[str, Any] | None = None) -> None:
+        """Like :meth:`flow_run_transition`, for a task run (the hot path: one lock a state)."""
+        if insert is not None and not self._started:
+            self._ensure_started()
+        with self._lock:
+            buf = self._buf
+            if insert is not None:
+                insert.update(fields)
+                buf.task_run_inserts[run_id] = insert
+                self.pending_rows += 2
+            else:
+                row = buf.task_run_inserts.get(run_id)
+                if row is not None:
+                    row.update(fields)
+                else:
+                    upd = buf.task_run_updates.get(run_id)
+                    if upd is not None:
+                        upd.update(fields)
+                    else:
+                        buf.task_run_updates[run_id] = dict(fields)
+                        self.pending_rows += 1
+                self.pending_rows += 1
+            buf.task_run_states.append(state_row)
 
     def add_flow_run_state(self, row: dict[str, Any]) -> None:
         with self._lock:
@@ -187,8 +266,10 @@ class HistoryWriter:
 
     def put_cache(self, row: dict[str, Any]) -> None:
         with self._lock:
-            self._buf.cache[row["key"]] = row
-            self.pending_rows += 1
+            cache = self._buf.cache
+            if row["key"] not in cache:
+                self.pending_rows += 1
+            cache[row["key"]] = row
 
     def after_terminal_state(self) -> None:
         self.policy.after_terminal_state(self)
@@ -205,9 +286,46 @@ class HistoryWriter:
                 return
             try:
                 self._write(buf)
+            except (DatabaseLockedError, DatabaseCorruptError, HomeNotWritableError):
+                self._restore(buf, count)
+                raise
+            except Exception as exc:
+                # A value the database cannot store (a NUL character or a NaN on PostgreSQL, a
+                # lone surrogate from a surrogateescape'd file name...) would otherwise stay in
+                # the buffer and fail every later flush. Clean such values and try once more;
+                # the hot path pays nothing for this.
+                if not _is_data_error(exc) or not _sanitize(buf):
+                    self._restore(buf, count)
+                    raise
+                try:
+                    self._write(buf)
+                except BaseException:
+                    self._restore(buf, count)
+                    raise
             except BaseException:
                 self._restore(buf, count)
                 raise
+
+    def discard_flow_run(self, run_id: str) -> bool:
+        """Drop a flow run that never started from the buffer: its row, states and logs, and
+        its task runs with theirs. True if its row was still buffered (so nothing of it is in
+        the database); False if an earlier flush had already written it."""
+        with self._flush_lock, self._lock:
+            buf = self._buf
+            found = buf.flow_run_inserts.pop(run_id, None) is not None
+            buf.flow_run_updates.pop(run_id, None)
+            buf.flow_run_states[:] = [r for r in buf.flow_run_states
+                                      if r["flow_run_id"] != run_id]
+            tasks = {k for k, r in buf.task_run_inserts.items() if r["flow_run_id"] == run_id}
+            for k in tasks:
+                del buf.task_run_inserts[k]
+                buf.task_run_updates.pop(k, None)
+            if tasks:
+                buf.task_run_states[:] = [r for r in buf.task_run_states
+                                          if r["task_run_id"] not in tasks]
+            buf.logs[:] = [r for r in buf.logs if r["flow_run_id"] != run_id]
+            self.pending_rows = buf.row_count()
+            return found
 
     def _restore(self, old: _Buffer, count: int) -> None:
         with self._lock:
@@ -224,10 +342,18 @@ class HistoryWriter:
             old.logs.extend(new.logs)
             old.cache.update(new.cache)
             self._buf = old
-            self.pending_rows += count
+            # recounted: rows of the failed flush and later ones for the same run merged
+            self.pending_rows = old.row_count()
 
     def _write(self, buf: _Buffer) -> None:
         fast = self._fast
+        fast.begin_flush()
+        try:
+            self._write_tables(buf, fast)
+        finally:
+            fast.begin_flush()  # drop the memo's strings
+
+    def _write_tables(self, buf: _Buffer, fast: _FastStatements) -> None:
         with self.db.write() as conn:
             if buf.flows:
                 fast.insert(conn, models.flow, buf.flows)
@@ -258,6 +384,8 @@ class HistoryWriter:
 
 
 _UTC = dt.timezone.utc
+_TS = "timestamp"
+_JSON = "json"
 
 
 def _sqlite_ts(v: Any) -> Any:
@@ -265,6 +393,8 @@ def _sqlite_ts(v: Any) -> Any:
     if v is None:
         return None
     if v.tzinfo is not _UTC:
+        if v.tzinfo is None:  # astimezone() would silently take it as local time
+            raise ValueError(f"naive datetime {v!r} given to the history; use UTC-aware times")
         v = v.astimezone(_UTC)
     return v.isoformat(" ", "microseconds")[:26]  # drop the "+00:00"
 
@@ -280,7 +410,78 @@ def _json(v: Any) -> Any:
         return None
     if not v:
         return "{}" if type(v) is dict else "[]" if type(v) is list else json.dumps(v)
-    return json.dumps(v, default=str)
+    # NaN/Infinity are not JSON (PostgreSQL and SQLite's JSON functions refuse them): raise,
+    # and the flush cleans them (see _sanitize) and retries
+    return json.dumps(v, default=str, allow_nan=False)
+
+
+# -- cleaning values a database refuses (only after a flush failed) ----------------------------
+
+_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _clean_str(s: str) -> str:
+    if "\x00" in s:  # PostgreSQL text cannot hold NUL
+        s = s.replace("\x00", "\ufffd")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: show the bytes they stand for
+        try:
+            s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            s = s.encode("utf-8", "backslashreplace").decode("utf-8")
+    return s
+
+
+def _clean_json(v: Any) -> Any:
+    """``v`` with unstorable values replaced; the very same object when nothing changed."""
+    if isinstance(v, str):
+        return _clean_str(v)
+    if isinstance(v, float):
+        return v if math.isfinite(v) else _NONFINITE[repr(v)]
+    if isinstance(v, dict):
+        items = [
+            (_clean_str(k) if isinstance(k, str) else k, _clean_json(x)) for k, x in v.items()
+        ]
+        if all(ck is k and cx is x for (ck, cx), (k, x) in zip(items, v.items(), strict=True)):
+            return v
+        return dict(items)
+    if isinstance(v, (list, tuple)):
+        out = [_clean_json(x) for x in v]
+        return v if all(a is b for a, b in zip(out, v, strict=True)) else out
+    return v
+
+
+def _clean_row(row: dict[str, Any]) -> bool:
+    changed = False
+    for k, v in row.items():
+        if isinstance(v, (str, dict, list, tuple)):
+            new = _clean_json(v)
+            if new is not v:
+                row[k] = new
+                changed = True
+    return changed
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """Did the flush fail on a value (not on the connection, a lock, a constraint)?"""
+    if isinstance(exc, (UnicodeError, ValueError)):
+        return True
+    return isinstance(exc.__context__, sa.exc.DataError)
+
+
+def _sanitize(buf: _Buffer) -> bool:
+    """Clean every buffered value in place; True if anything changed."""
+    changed = False
+    rows: list[dict[str, Any]] = [*buf.flows, *buf.flow_run_inserts.values(),
+                                  *buf.flow_run_updates.values(),
+                                  *buf.task_run_inserts.values(),
+                                  *buf.task_run_updates.values(), *buf.flow_run_states,
+                                  *buf.task_run_states, *buf.logs, *buf.cache.values()]
+    for row in rows:
+        if _clean_row(row):
+            changed = True
+    return changed
 
 
 class _FastStatements:
@@ -295,31 +496,70 @@ class _FastStatements:
     def __init__(self, dialect: Any) -> None:
         self.dialect = dialect
         self.sqlite = dialect.name == "sqlite"
-        self._cache: dict[Any, tuple[str, list[tuple[str, Any]], bool]] = {}
+        self._cache: dict[Any, Any] = {}
+        # per flush: id(datetime) -> its SQLite text. One task run's few timestamps fill ten
+        # columns (created = updated = expected start = the Pending time, ...), and formatting
+        # a datetime costs more than the rest of its row. The rows keep the datetimes alive
+        # for the whole flush, so their ids cannot be reused meanwhile.
+        self._ts_memo: dict[int, str] = {}
 
-    def _converter(self, col: sa.Column) -> Any:
+    def begin_flush(self) -> None:
+        self._ts_memo = {}
+
+    def _kind(self, col: sa.Column) -> Any:
         t = col.type
         if isinstance(t, models.Timestamp):
-            return _sqlite_ts if self.sqlite else _aware_ts
-        if isinstance(t, sa.JSON):
-            return _json
+            return _TS
+        if isinstance(t, (sa.JSON, models.JSONDoc)):
+            return _JSON
         return None
 
     def _compile(self, key: Any, stmt: Any, table: sa.Table, names_to_cols: dict[str, str]) -> Any:
         compiled = stmt.compile(dialect=self.dialect)
         order = compiled.positiontup
         positional = order is not None
-        names = list(order) if positional else list(compiled.binds)
-        convs = [(n, self._converter(table.c[names_to_cols[n]])) for n in names]
-        entry = (compiled.string, convs, positional)
+        names = tuple(order) if positional else tuple(compiled.binds)
+        kinds = [self._kind(table.c[names_to_cols[n]]) for n in names]
+        convs = tuple((i, k) for i, k in enumerate(kinds) if k is not None)
+        if len(names) == 1:
+            only = names[0]
+
+            def get(r: dict[str, Any]) -> tuple[Any, ...]:
+                return (r[only],)
+        else:
+            get = operator.itemgetter(*names)
+        entry = (compiled.string, names, positional, get, convs)
         self._cache[key] = entry
         return entry
 
     def _params(self, entry: Any, rows: list[dict[str, Any]]) -> list[Any]:
-        _, convs, positional = entry
-        if positional:
-            return [tuple(c(r[n]) if c else r[n] for n, c in convs) for r in rows]
-        return [{n: (c(r[n]) if c else r[n]) for n, c in convs} for r in rows]
+        _, names, positional, get, convs = entry
+        if not convs:
+            if positional:
+                return [get(r) for r in rows]
+            return [dict(zip(names, get(r), strict=True)) for r in rows]
+        out: list[Any] = []
+        append = out.append
+        memo = self._ts_memo
+        sqlite = self.sqlite
+        for r in rows:
+            vals = list(get(r))
+            for i, kind in convs:
+                v = vals[i]
+                if v is None:
+                    continue
+                if kind is _TS:
+                    if sqlite:
+                        s = memo.get(id(v))
+                        if s is None:
+                            s = memo[id(v)] = _sqlite_ts(v)
+                        vals[i] = s
+                    elif v.tzinfo is None:
+                        _aware_ts(v)  # raises
+                else:
+                    vals[i] = _json(v)
+            append(tuple(vals) if positional else dict(zip(names, vals, strict=True)))
+        return out
 
     def insert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
         key = ("insert", table.name)

@@ -5,8 +5,8 @@ Revises:
 Create Date: 2026-11-26 01:33:29.675488
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from legato.store.models import JSONDoc, Timestamp, UUIDText
 
