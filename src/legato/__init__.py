@@ -36,13 +36,22 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from .context import get_run_context, tags
-    from .flows import Flow, flow
-    from .futures import LegatoFuture, LegatoFutureList, as_completed, wait
-    from .logging import get_logger, get_run_logger
-    from .states import State
-    from .tasks import Task, task
-    from .utilities.annotations import allow_failure, quote, unmapped
+    from .context import get_run_context as get_run_context
+    from .context import tags as tags
+    from .flows import Flow as Flow
+    from .flows import flow as flow
+    from .futures import LegatoFuture as LegatoFuture
+    from .futures import LegatoFutureList as LegatoFutureList
+    from .futures import as_completed as as_completed
+    from .futures import wait as wait
+    from .logging import get_logger as get_logger
+    from .logging import get_run_logger as get_run_logger
+    from .states import State as State
+    from .tasks import Task as Task
+    from .tasks import task as task
+    from .utilities.annotations import allow_failure as allow_failure
+    from .utilities.annotations import quote as quote
+    from .utilities.annotations import unmapped as unmapped
 
 
 def __getattr__(name: str) -> Any:

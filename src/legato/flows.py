@@ -54,6 +54,7 @@ class Flow(Generic[P, R]):
         if retries is not None and retries < 0:
             raise ValueError(f"retries must be 0 or more; got {retries}.")
         self.retries = retries or 0
+        self._default_retries = retries is None  # then LEGATO_FLOW_DEFAULT_RETRIES, at run time
         self.retry_delay_seconds = retry_delay_seconds
         if isinstance(task_runner, type):
             task_runner = task_runner()

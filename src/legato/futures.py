@@ -39,7 +39,7 @@ class LegatoFuture:
         """The final state if the run finished, else a Pending/Running placeholder."""
         self.observed = True
         if self._future.done():
-            return self._future.result()
+            return self.final_state()
         if self._future.running():
             from .states import Running
 
@@ -60,7 +60,14 @@ class LegatoFuture:
         return state.result(raise_on_failure=raise_on_failure)
 
     def final_state(self) -> State:
-        return self._future.result()
+        """The final state; a run whose worker raised (KeyboardInterrupt, SystemExit) or that
+        was cancelled before it started counts as Crashed. Waits for the run to finish."""
+        try:
+            return self._future.result()
+        except BaseException as exc:  # noqa: BLE001 - described as a state
+            from .states import Crashed
+
+            return Crashed(f"The task run did not finish: {type(exc).__name__}.", data=exc)
 
     def add_done_callback(self, fn: Any) -> None:
         self._future.add_done_callback(lambda _f: fn(self))

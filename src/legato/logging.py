@@ -15,11 +15,11 @@ import io
 import logging
 import sys
 import threading
-from .ids import new_id
 from typing import Any
 
 from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
 from .exceptions import MissingContextError
+from .ids import new_id
 
 __all__ = ["get_run_logger", "get_logger", "RunLogger"]
 

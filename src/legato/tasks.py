@@ -68,10 +68,14 @@ class Task(Generic[P, R]):
         self.version = version
         self.is_async = inspect.iscoroutinefunction(fn)
         self.task_key = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', self.name)}"
+        # retries=None: LEGATO_TASK_DEFAULT_RETRIES, read now if the settings are loaded, else on
+        # the first run (importing a module of tasks does not load the settings)
+        self._default_retries = retries is None
         if retries is None:
             from .settings import get_settings
 
             retries = get_settings().task_default_retries if _settings_loaded() else 0
+            self._default_retries = not _settings_loaded()
         if retries < 0:
             raise ValueError(f"retries must be 0 or more; got {retries}.")
         self.retries = retries
@@ -97,7 +101,8 @@ class Task(Generic[P, R]):
         self.binder = Binder(fn)
         self.policy = {"retries": retries} if retries else {}
         self._options = dict(
-            name=name, description=description, tags=tags, version=version, retries=retries,
+            name=name, description=description, tags=tags, version=version,
+            retries=None if self._default_retries else retries,
             retry_delay_seconds=retry_delay_seconds, retry_jitter_factor=retry_jitter_factor,
             retry_condition_fn=retry_condition_fn, timeout_seconds=timeout_seconds,
             cache_key_fn=cache_key_fn, cache_policy=cache_policy,
@@ -107,6 +112,14 @@ class Task(Generic[P, R]):
             task_run_name=task_run_name, on_completion=on_completion, on_failure=on_failure,
         )
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def resolve_default_retries(self, settings: Any) -> None:
+        """Apply LEGATO_TASK_DEFAULT_RETRIES to a task decorated before the settings loaded."""
+        retries = settings.task_default_retries
+        self.retries = retries
+        self.policy = {"retries": retries} if retries else {}
+        self._options["retries"] = retries
+        self._default_retries = False
 
     def should_persist(self, settings: Any, caching: bool) -> bool:
         if self.persist_result is not None:
@@ -204,7 +217,7 @@ class Task(Generic[P, R]):
         columns = [iterables[k] for k in names]
         for i in range(n):
             call = dict(static)
-            for k, col in zip(names, columns):
+            for k, col in zip(names, columns, strict=True):
                 call[k] = col[i]
             futures.append(self._submit(fctx, {k: call[k] for k in params}, wait_for))
         return futures

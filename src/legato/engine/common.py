@@ -91,7 +91,7 @@ class Binder:
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> dict[str, Any]:
         if self.fast and not kwargs and len(args) == len(self.names):
-            return dict(zip(self.names, args))
+            return dict(zip(self.names, args, strict=False))
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -115,6 +115,19 @@ def _async_raise(thread_id: int, exc_type: type[BaseException]) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
 
 
+def _with_default_message(exc: BaseException) -> type[BaseException]:
+    """An asynchronous exception is raised from its class, without arguments: a subclass whose
+    default message is ``exc``'s, so the code it stops (a subflow, a log) says why."""
+    cls = type(exc)
+    args = exc.args
+
+    def __init__(self: BaseException, *a: Any) -> None:
+        cls.__init__(self, *(a or args))
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__,
+                                        "__qualname__": cls.__qualname__})
+
+
 def call_with_timeout(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
@@ -135,34 +148,101 @@ def call_with_timeout(
 
     def target() -> None:
         try:
-            box["value"] = ctx.run(fn, *args, **kwargs)
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            box["error"] = e
-        finally:
-            done.set()
+            try:
+                box["value"] = ctx.run(fn, *args, **kwargs)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                box["error"] = e
+            finally:
+                done.set()
+        except BaseException:  # noqa: BLE001 - the interruption came just after fn returned
+            pass
 
     t = threading.Thread(target=target, name="legato-timeout", daemon=True)
     t.start()
     if not done.wait(timeout):
         if t.ident is not None:
-            _async_raise(t.ident, type(exc))
+            _async_raise(t.ident, _with_default_message(exc))
         raise exc
     if "error" in box:
         raise box["error"]
     return box.get("value")
 
 
-def run_hooks(hooks: Sequence[Callable[..., Any]], args: tuple[Any, ...], logger: Any, kind: str) -> None:
-    """Call state hooks; a hook that raises is logged, never changes the run's state."""
+async def await_with_timeout(coro: Any, timeout: float, exc: BaseException) -> Any:
+    """Await ``coro``; at the deadline cancel it and raise ``exc``.
+
+    Unlike ``asyncio.wait_for``, a ``TimeoutError`` raised by the user's own code (an HTTP or
+    database timeout) stays that error and is not mistaken for the run's timeout.
+    """
+    import asyncio
+
+    fut = asyncio.ensure_future(coro)
+    try:
+        done, _ = await asyncio.wait((fut,), timeout=timeout)
+    except BaseException:  # we were cancelled ourselves: take the work down with us
+        fut.cancel()
+        raise
+    if done:
+        return fut.result()
+    fut.cancel()
+    await asyncio.wait((fut,))
+    if not fut.cancelled():
+        fut.exception()  # retrieved, so asyncio does not warn; the run timed out regardless
+    raise exc
+
+
+def run_hooks(hooks: Sequence[Callable[..., Any]], args: tuple[Any, ...], logger: Any, kind: str,
+              context: Any = None) -> None:
+    """Call state hooks; a hook that raises is logged, never changes the run's state.
+
+    ``context`` (a flow or task run context) is the run context while they run, so a hook can
+    call get_run_logger()."""
+    if context is not None:
+        from ..context import FlowRunContext, flow_run_ctx, task_run_ctx
+
+        var = flow_run_ctx if isinstance(context, FlowRunContext) else task_run_ctx
+        token = var.set(context)
+        try:
+            run_hooks(hooks, args, logger, kind)
+        finally:
+            var.reset(token)
+        return
     for hook in hooks or ():
         try:
             result = hook(*args)
             if inspect.isawaitable(result):
-                import asyncio
-
-                asyncio.run(result)  # type: ignore[arg-type]
+                _run_awaitable(result)
         except Exception as exc:  # noqa: BLE001 - reported in the run log
             logger.error(
                 "The %s hook %r raised %s: %s (the run's state is unchanged)",
                 kind, getattr(hook, "__name__", hook), type(exc).__name__, exc,
             )
+
+
+def _run_awaitable(aw: Any) -> Any:
+    """Run an async hook to completion from sync code, even under a running event loop (an
+    async flow's): then on a helper thread with a loop of its own."""
+    import asyncio
+
+    async def main() -> Any:
+        return await aw
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    box: dict[str, Any] = {}
+    ctx = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box["value"] = ctx.run(asyncio.run, main())
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            box["error"] = e
+
+    t = threading.Thread(target=target, name="legato-hook")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

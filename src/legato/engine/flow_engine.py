@@ -11,16 +11,24 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from ..ids import new_id
 from typing import Any
 
 from .. import states as S
 from ..context import FlowRunContext, FlowRunInfo, flow_run_ctx, tags_ctx, task_run_ctx
+from ..core.rules import Verdict
 from ..exceptions import FlowTimeoutError, LegatoError, ParameterError
+from ..ids import new_id
 from ..logging import engine_log, flow_run_logger, patch_print, setup_logging
 from ..settings import get_settings
 from ..states import State, StateType
-from .common import call_with_timeout, generate_run_name, render_run_name, retry_delay, run_hooks
+from .common import (
+    await_with_timeout,
+    call_with_timeout,
+    generate_run_name,
+    render_run_name,
+    retry_delay,
+    run_hooks,
+)
 from .parameters import jsonable_parameters
 from .tracebacks import strip_internal_frames
 
@@ -38,8 +46,11 @@ class FlowRunEngine:
         self.parent = flow_run_ctx.get()
         self.parent_task_run_id: str | None = None
         self.attempt = 0
+        self.retries = (self.settings.flow_default_retries if flow._default_retries
+                        else flow.retries)
         self.param_error: ParameterError | None = None
         self.run_id = new_id()
+        self.started = False  # begin() went through: the run is recorded and Running
         try:
             params = flow.binder.bind(args, kwargs, f"Flow {flow.name!r}")
             if flow.validate_parameters:
@@ -73,14 +84,31 @@ class FlowRunEngine:
             id=self.run_id, flow_name=flow.name, name=name, state=S.Pending(),
             parameters=jsonable_parameters(self.params), tags=tags,
             parent_task_run_id=self.parent_task_run_id, version=flow.version,
-            empirical_policy={"retries": flow.retries} if flow.retries else None,
+            empirical_policy={"retries": self.retries} if self.retries else None,
         )
         if self.param_error is not None:
             return S.Failed(str(self.param_error), data=self.param_error)
         self._start_attempt()
         client.flush()  # the run is visible (and the history writable) before user code runs
+        self.started = True
         self.logger.info("Beginning flow run %r for flow %r", name, flow.name)
         return None
+
+    def _begin(self) -> State | None:
+        try:
+            return self.begin()
+        except BaseException as exc:
+            if self.parent_task_run_id is not None:  # the subflow could not start: end its
+                p = self.parent  # task run in the parent now, not when the parent ends
+                assert p is not None
+                p.live_task_runs.pop(self.parent_task_run_id, None)
+                try:
+                    p.client.set_task_run_state(self.parent_task_run_id, S.Failed(
+                        f"The subflow run could not start: {type(exc).__name__}: {exc}",
+                        data=exc))
+                except Exception:  # noqa: BLE001 - the history itself may be what failed
+                    pass
+            raise
 
     def _run_name(self) -> str:
         if self.flow.flow_run_name is not None and self.param_error is None:
@@ -99,6 +127,7 @@ class FlowRunEngine:
             name=f"{self.flow.name}-{n}", dynamic_key=str(n), state=S.Pending(), tags=tags,
         )
         p.client.set_task_run_state(self.parent_task_run_id, S.Running())
+        p.live_task_runs[self.parent_task_run_id] = self  # settled by the parent if we never end
 
     def _start_attempt(self) -> None:
         self.attempt += 1
@@ -114,6 +143,10 @@ class FlowRunEngine:
         failed = [f for f in self.ctx.futures if not f.observed and f.done()
                   and not f.final_state().is_completed()]
         if failed:
+            exc = _first_exception(failed)
+            if isinstance(exc, BaseException) and not isinstance(exc, Exception):
+                return S.Crashed(f"Execution was interrupted by {type(exc).__name__} in task "
+                                 f"run {failed[0].name!r}.", data=exc)
             return S.Failed(
                 f"{len(failed)} of {len(self.ctx.futures)} submitted task runs did not complete "
                 f"(first: {failed[0].name!r} ended {failed[0].final_state().name}).",
@@ -135,7 +168,17 @@ class FlowRunEngine:
         return st
 
     def on_exception(self, exc: BaseException) -> tuple[State | None, float]:
-        self._settle_tasks()
+        if not isinstance(exc, Exception) or isinstance(exc, FlowTimeoutError):
+            # interrupted or out of time: do not wait for submitted work, abandon it
+            self._abandon_tasks(
+                "The flow run timed out before this task run finished."
+                if isinstance(exc, FlowTimeoutError)
+                else f"The flow run was interrupted by {type(exc).__name__} before this task "
+                "run finished."
+            )
+        else:
+            self._settle_tasks()
+        self.ctx.futures = []  # this attempt's outcome is decided; a retry starts afresh
         if not isinstance(exc, Exception):
             return S.Crashed(f"Execution was interrupted by {type(exc).__name__}.", data=exc), 0.0
         strip_internal_frames(exc)
@@ -144,7 +187,7 @@ class FlowRunEngine:
         else:
             state = S.Failed(f"Flow run encountered an exception {type(exc).__name__}: {exc}",
                              data=exc)
-        retries = self.flow.retries
+        retries = self.retries
         if self.attempt <= retries:
             delay = retry_delay(self.flow.retry_delay_seconds, retries, self.attempt, None)
             self.logger.error("Flow run failed: %s - Retry %d/%d will start %s",
@@ -165,35 +208,59 @@ class FlowRunEngine:
                 fut._future.result()
             except BaseException:  # noqa: BLE001 - its state was recorded by its engine
                 pass
+        self._crash_live("The flow run ended before this task run finished.")
+
+    def _crash_live(self, message: str) -> None:
+        """Mark every task run not yet final (and any subflow run still going) Crashed."""
         for run_id, eng in list(self.ctx.live_task_runs.items()):
-            self.client.set_task_run_state(
-                run_id, S.Crashed("The flow run ended before this task run finished."))
+            self.client.set_task_run_state(run_id, S.Crashed(message))
             self.ctx.live_task_runs.pop(run_id, None)
-            eng.logger.error("Marked Crashed: the flow run ended before it finished.")
+            if isinstance(eng, FlowRunEngine) and eng.started:  # a subflow still running
+                try:
+                    self.client.set_flow_run_state(eng.run_id, S.Crashed(
+                        message.replace("task run", "subflow run")))
+                except Exception:  # noqa: BLE001 - settling the rest matters more
+                    pass
+            _log_error(eng, f"Marked Crashed: {message}")
+
+    def _abandon_tasks(self, message: str) -> None:
+        """Mark every unfinished task run Crashed now and stop the runner without waiting: code
+        still running in a worker thread goes on in the background, its outcome discarded."""
+        self._crash_live(message)
+        runner, self.ctx.task_runner = self.ctx.task_runner, (
+            self.flow.task_runner.duplicate() if self.flow.task_runner else _default_runner())
+        runner.shutdown(wait=False)
 
     def finish(self, state: State) -> State:
         flow = self.flow
         ref = state.details.pop("result_ref", None)
         self.ctx.task_runner.shutdown(wait=True)
-        self.client.set_flow_run_state(self.run_id, state, result=ref)
+        decision = self.client.set_flow_run_state(self.run_id, state, result=ref)
+        if decision.verdict is Verdict.REJECT:
+            # already ended by its parent (which timed out or was interrupted)
+            self.logger.warning("Finished in state %s after the run had already ended (%s); "
+                                "this outcome is discarded.", _state_repr(state), decision.reason)
+            self.client.end_flow_run(self.run_id)
+            return state
         engine_log(self.logger, 20 if state.type is StateType.COMPLETED else 40,
                    f"Finished in state {_state_repr(state)}")
         hooks = {StateType.COMPLETED: flow.on_completion, StateType.FAILED: flow.on_failure,
                  StateType.CRASHED: flow.on_crashed,
                  StateType.CANCELLED: flow.on_cancellation}.get(state.type)
         if hooks:
-            run_hooks(hooks, (flow, self.info, state), self.logger, "state")
+            run_hooks(hooks, (flow, self.info, state), self.logger, "state", self.ctx)
         if self.parent_task_run_id is not None:
             p = self.parent
             assert p is not None
             mirror = State(state.type, state.name, state.message, data=state.data)
             p.client.set_task_run_state(self.parent_task_run_id, mirror)
+            p.live_task_runs.pop(self.parent_task_run_id, None)
         self.client.end_flow_run(self.run_id)
         return state
 
     # -- drivers ---------------------------------------------------------------------------------
     def run_sync(self) -> State:
-        state = self.begin()
+        state = self._begin()
         flow, timeout = self.flow, self.flow.timeout_seconds
         token = flow_run_ctx.set(self.ctx)
         ttoken = task_run_ctx.set(None)
@@ -213,13 +280,15 @@ class FlowRunEngine:
                         self._start_attempt()
                 else:
                     state = self.on_success(value)
+        except BaseException as exc:  # noqa: BLE001 - outside user code (Ctrl-C in a retry
+            state = self._crashed(exc)  # delay, a failing history): the run still ends
         finally:
             task_run_ctx.reset(ttoken)
             flow_run_ctx.reset(token)
         return self.finish(state)
 
     async def run_async(self) -> State:
-        state = self.begin()
+        state = self._begin()
         flow, timeout = self.flow, self.flow.timeout_seconds
         token = flow_run_ctx.set(self.ctx)
         ttoken = task_run_ctx.set(None)
@@ -230,10 +299,7 @@ class FlowRunEngine:
                     if timeout is None:
                         value = await coro
                     else:
-                        try:
-                            value = await asyncio.wait_for(coro, timeout)
-                        except asyncio.TimeoutError:
-                            raise self._timeout_error() from None
+                        value = await await_with_timeout(coro, timeout, self._timeout_error())
                 except BaseException as exc:  # noqa: BLE001 - turned into a state
                     state, delay = self.on_exception(exc)
                     if state is None:
@@ -242,10 +308,20 @@ class FlowRunEngine:
                         self._start_attempt()
                 else:
                     state = self.on_success(value)
+        except BaseException as exc:  # noqa: BLE001 - outside user code: the run still ends
+            state = self._crashed(exc)
         finally:
             task_run_ctx.reset(ttoken)
             flow_run_ctx.reset(token)
         return self.finish(state)
+
+    def _crashed(self, exc: BaseException) -> State:
+        try:
+            self._abandon_tasks(f"The flow run crashed ({type(exc).__name__}) before this task "
+                                "run finished.")
+        except Exception:  # noqa: BLE001 - recording the flow run's own end matters more
+            pass
+        return S.Crashed(f"The flow run crashed: {type(exc).__name__}: {exc}", data=exc)
 
     def _timeout_error(self) -> FlowTimeoutError:
         return FlowTimeoutError(
@@ -257,6 +333,9 @@ class FlowRunEngine:
 def outcome(state: State, return_state: bool) -> Any:
     """What a flow call gives back: the state, the value, or the user's exception raised."""
     if return_state:
+        exc = state.data
+        if isinstance(exc, BaseException) and not isinstance(exc, Exception):
+            raise exc  # KeyboardInterrupt / SystemExit always propagate, as from a task
         return state
     if state.type is StateType.COMPLETED:
         return state.result()
@@ -277,6 +356,12 @@ def _raw_params(flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dic
     out = {names[i] if i < len(names) else f"arg{i}": a for i, a in enumerate(args)}
     out.update(kwargs)
     return out
+
+
+def _log_error(engine: Any, message: str) -> None:
+    logger = getattr(engine, "logger", None)  # a subflow that failed to begin has none
+    if logger is not None:
+        logger.error(message)
 
 
 def _first_exception(futures: list[Any]) -> BaseException | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..futures import LegatoFuture
+from ..futures import LegatoFuture, LegatoFutureList
 from ..states import State
 from ..utilities.annotations import allow_failure, quote
 
@@ -46,7 +46,7 @@ def resolve(value: Any, upstream: list[dict[str, Any]], results_by_id: dict[int,
             upstream.append({"input_type": "task_run", "id": hit[1]})
             return value
     if depth < 3:
-        if cls is list:
+        if cls is list or cls is LegatoFutureList:
             return [resolve(v, upstream, results_by_id, allow, depth + 1) for v in value]
         if cls is tuple:
             return tuple(resolve(v, upstream, results_by_id, allow, depth + 1) for v in value)
@@ -55,6 +55,56 @@ def resolve(value: Any, upstream: list[dict[str, Any]], results_by_id: dict[int,
         if cls is set:
             return {resolve(v, upstream, results_by_id, allow, depth + 1) for v in value}
     return value
+
+
+def collect(value: Any, upstream: list[dict[str, Any]], results_by_id: dict[int, Any] | None,
+            depth: int = 0) -> None:
+    """Append the upstream task runs ``value`` refers to, without waiting for anything: what
+    :func:`resolve` will link, known when the task run is created."""
+    cls = type(value)
+    if cls in _PLAIN:
+        return
+    if cls is LegatoFuture:
+        upstream.append({"input_type": "task_run", "id": value.task_run_id})
+        return
+    if cls is allow_failure:
+        collect(value.value, upstream, results_by_id, depth)
+        return
+    if cls is quote or isinstance(value, State):
+        return
+    if results_by_id:
+        hit = results_by_id.get(id(value))
+        if hit is not None and hit[0] is value:
+            upstream.append({"input_type": "task_run", "id": hit[1]})
+            return
+    if depth < 3:
+        if cls is dict:
+            value = value.values()
+        elif cls is not list and cls is not tuple and cls is not set:
+            return
+        for v in value:
+            if type(v) not in _PLAIN:
+                collect(v, upstream, results_by_id, depth + 1)
+
+
+def collect_inputs(params: dict[str, Any], results_by_id: dict[int, Any] | None,
+                   wait_for: Any = None) -> dict[str, list[dict[str, Any]]]:
+    """task_inputs for the history: which upstream task run feeds which parameter."""
+    inputs: dict[str, list[dict[str, Any]]] = {}
+    for name, value in params.items():
+        if type(value) in _PLAIN:
+            continue
+        up: list[dict[str, Any]] = []
+        collect(value, up, results_by_id)
+        if up:
+            inputs[name] = up
+    if wait_for:
+        up = []
+        for item in wait_for:
+            collect(item, up, None)
+        if up:
+            inputs["wait_for"] = up
+    return inputs
 
 
 def resolve_parameters(

@@ -21,7 +21,7 @@ class ParameterValidator:
         try:
             hints = _type_hints(fn)
         except Exception:  # noqa: BLE001 - unresolved forward refs: validate what we can
-            hints = {}
+            hints = _type_hints_each(fn, sig)
         for p in sig.parameters.values():
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 self.skip.add(p.name)
@@ -77,6 +77,30 @@ def _type_hints(fn: Any) -> dict[str, Any]:
     import typing
 
     return typing.get_type_hints(fn)
+
+
+def _type_hints_each(fn: Any, sig: inspect.Signature) -> dict[str, Any]:
+    """Resolve annotations one parameter at a time, so one that cannot be resolved (a class
+    local to a function, under ``from __future__ import annotations``) leaves only that
+    parameter unvalidated."""
+    import types
+    import typing
+
+    try:
+        local_ns = dict(inspect.getclosurevars(fn).nonlocals)
+    except Exception:  # noqa: BLE001
+        local_ns = {}
+    hints: dict[str, Any] = {}
+    for p in sig.parameters.values():
+        if p.annotation is p.empty:
+            continue
+        holder = types.SimpleNamespace(__annotations__={p.name: p.annotation})
+        try:
+            hints.update(typing.get_type_hints(
+                holder, globalns=getattr(fn, "__globals__", {}), localns=local_ns))
+        except Exception:  # noqa: BLE001 - this one stays unvalidated
+            continue
+    return hints
 
 
 def _short_repr(value: Any) -> str:

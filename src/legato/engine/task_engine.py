@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from ..ids import new_id
 from typing import Any
 
 from .. import states as S
 from ..context import FlowRunContext, TaskRunContext, TaskRunInfo, tags_ctx, task_run_ctx
+from ..core.rules import Verdict
 from ..exceptions import SerializationError, TaskTimeoutError
+from ..ids import new_id
 from ..logging import engine_log, patch_print, task_run_logger
 from ..states import State, StateType
-from .common import call_with_timeout, retry_delay, run_hooks
-from .inputs import UpstreamFailed, resolve_parameters, wait_for_upstream
-from .tracebacks import format_exception, strip_internal_frames
+from .common import await_with_timeout, call_with_timeout, retry_delay, run_hooks
+from .inputs import UpstreamFailed, collect_inputs, resolve_parameters, wait_for_upstream
+from .tracebacks import strip_internal_frames
 
 _UTC = dt.timezone.utc
 _PLAIN_RESULTS = (int, float, str, bytes, bool, type(None))
@@ -39,6 +40,8 @@ class TaskRunEngine:
         self.client = flow_ctx.client
         self.settings = flow_ctx.settings
         self.params = params
+        if wait_for is not None and not isinstance(wait_for, (list, tuple, set)):
+            wait_for = list(wait_for) if hasattr(wait_for, "__iter__") else [wait_for]
         self.wait_for = wait_for
         self.attempt = 0
         self.cache_key: str | None = None
@@ -51,6 +54,8 @@ class TaskRunEngine:
     # -- steps -----------------------------------------------------------------------------------
     def _create(self, run_id: str) -> None:
         task, fctx = self.task, self.flow_ctx
+        if task._default_retries:
+            task.resolve_default_retries(self.settings)
         n = fctx.next_dynamic_key(task.task_key)
         if task.task_run_name is not None:
             from .common import render_run_name
@@ -59,8 +64,8 @@ class TaskRunEngine:
         else:
             name = f"{task.name}-{n}"
         tags = list(task.tags | tags_ctx.get()) if (task.tags or tags_ctx.get()) else []
-        # upstream links known now (futures and results of earlier calls); refined at start
-        inputs = _peek_inputs(self.params, fctx.results_by_id)
+        # upstream links (futures, results of earlier calls, wait_for) are all known now
+        inputs = collect_inputs(self.params, fctx.results_by_id, self.wait_for)
         self.info = TaskRunInfo(run_id, name, task.task_key, fctx.flow_run.id, tags, inputs)
         self.ctx = TaskRunContext(task, self.info, self.params, fctx,
                                   task.log_prints if task.log_prints is not None else fctx.log_prints)
@@ -96,14 +101,18 @@ class TaskRunEngine:
             if cached is not None:
                 return cached
         self.persist = task.should_persist(self.settings, self.cache_key is not None)
-        self._start_attempt()
-        return None
+        return self._start_attempt()
 
-    def _start_attempt(self) -> None:
+    def _start_attempt(self) -> State | None:
+        """Go Running (or Retrying). If the history refuses - the flow run already ended this
+        task run - the user's code must not run: returns the state to finish with."""
         self.attempt += 1
         self.info.run_count = self.attempt
         state = S.Running() if self.attempt == 1 else S.Retrying()
-        self.client.set_task_run_state(self.info.id, state)
+        decision = self.client.set_task_run_state(self.info.id, state)
+        if decision.verdict is Verdict.REJECT:
+            return S.Crashed(f"The task run was not started: {decision.reason}")
+        return None
 
     def _cache_lookup(self) -> State | None:
         task = self.task
@@ -204,8 +213,13 @@ class TaskRunEngine:
 
     def finish(self, state: State) -> State:
         ref = state.details.pop("result_ref", None)
-        self.client.set_task_run_state(self.info.id, state, result=ref)
+        decision = self.client.set_task_run_state(self.info.id, state, result=ref)
         self.flow_ctx.live_task_runs.pop(self.info.id, None)
+        if decision.verdict is Verdict.REJECT:
+            # the flow run already settled this run (it timed out or was interrupted)
+            self.logger.warning("Finished in state %s after the run had already ended (%s); "
+                                "this outcome is discarded.", _state_repr(state), decision.reason)
+            return state
         engine_log(self.logger, 20 if state.type is StateType.COMPLETED else 40,
                    f"Finished in state {_state_repr(state)}")
         if state.type is StateType.COMPLETED:
@@ -214,10 +228,10 @@ class TaskRunEngine:
                 self.flow_ctx.results_by_id[id(value)] = (value, self.info.id)
             if self.task.on_completion:
                 run_hooks(self.task.on_completion, (self.task, self.info, state), self.logger,
-                          "on_completion")
+                          "on_completion", self.ctx)
         elif state.type is StateType.FAILED and self.task.on_failure:
             run_hooks(self.task.on_failure, (self.task, self.info, state), self.logger,
-                      "on_failure")
+                      "on_failure", self.ctx)
         return state
 
     # -- drivers ---------------------------------------------------------------------------------
@@ -238,7 +252,7 @@ class TaskRunEngine:
                     if state is None:
                         if delay:
                             time.sleep(delay)
-                        self._start_attempt()
+                        state = self._start_attempt()
                 else:
                     state = self.on_success(value)
         finally:
@@ -259,16 +273,13 @@ class TaskRunEngine:
                     if timeout is None:
                         value = await coro
                     else:
-                        try:
-                            value = await asyncio.wait_for(coro, timeout)
-                        except asyncio.TimeoutError:
-                            raise self._timeout_error() from None
+                        value = await await_with_timeout(coro, timeout, self._timeout_error())
                 except BaseException as exc:  # noqa: BLE001 - turned into a state
                     state, delay = self.on_exception(exc)
                     if state is None:
                         if delay:
                             await asyncio.sleep(delay)
-                        self._start_attempt()
+                        state = self._start_attempt()
                 else:
                     state = self.on_success(value)
         finally:
@@ -289,22 +300,6 @@ class TaskRunEngine:
             f"Task run {self.info.name!r} exceeded its timeout of {self.task.timeout_seconds:g} "
             "second(s) and was stopped."
         )
-
-
-def _peek_inputs(params: dict[str, Any], results_by_id: dict[int, Any]) -> dict[str, Any]:
-    from ..futures import LegatoFuture
-
-    inputs: dict[str, Any] = {}
-    for name, value in params.items():
-        if type(value) in _PLAIN_RESULTS:
-            continue
-        if isinstance(value, LegatoFuture):
-            inputs[name] = [{"input_type": "task_run", "id": value.task_run_id}]
-            continue
-        hit = results_by_id.get(id(value)) if results_by_id else None
-        if hit is not None and hit[0] is value:
-            inputs[name] = [{"input_type": "task_run", "id": hit[1]}]
-    return inputs
 
 
 def _short(exc: BaseException) -> str:

@@ -91,4 +91,6 @@ class SequentialTaskRunner(TaskRunner):
             fut.set_result(fn())
         except BaseException as exc:  # noqa: BLE001 - the future carries it to the caller
             fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt / SystemExit: stop the flow now, as a direct call does
         return fut
