@@ -56,6 +56,14 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
+def _insert_for(dialect_name: str):
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 class Orchestrator:
     def __init__(self, db: Database, writer: HistoryWriter) -> None:
         self.db = db
@@ -79,11 +87,14 @@ class Orchestrator:
             with self.db.write() as conn:
                 flow_id = conn.execute(sa.select(f.c.id).where(f.c.name == name)).scalar()
                 if flow_id is None:
-                    flow_id = new_id()
                     now = _now()
-                    conn.execute(
-                        f.insert().values(id=flow_id, name=name, created=now, updated=now)
+                    # another process may add the same flow at the same moment (PostgreSQL has
+                    # no BEGIN IMMEDIATE): insert-if-absent, then read whichever row won
+                    insert = _insert_for(conn.dialect.name)(f).values(
+                        id=new_id(), name=name, created=now, updated=now
                     )
+                    conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+                    flow_id = conn.execute(sa.select(f.c.id).where(f.c.name == name)).scalar()
             self._flows[name] = str(flow_id)
             return str(flow_id)
 
