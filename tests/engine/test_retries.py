@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import legato.engine.flow_engine as flow_engine_mod
-import legato.engine.task_engine as task_engine_mod
+import legato.engine.drivers as drivers_mod
 from legato import flow, task
 from legato.engine.common import exponential_backoff, retry_delay
 from legato.states import StateType
@@ -14,9 +13,9 @@ from legato.tasks import exponential_backoff as public_backoff
 
 @pytest.fixture
 def sleeps(monkeypatch):
-    """Record the delays the task engine asks for instead of sleeping."""
+    """Record the delays the engine asks for instead of sleeping."""
     asked: list[float] = []
-    monkeypatch.setattr(task_engine_mod.time, "sleep", asked.append)
+    monkeypatch.setattr(drivers_mod.time, "sleep", asked.append)
     return asked
 
 
@@ -257,7 +256,7 @@ def test_async_task_retries(history, h):
 
 def test_flow_retries(history, h, monkeypatch):
     asked: list[float] = []
-    monkeypatch.setattr(flow_engine_mod.time, "sleep", asked.append)
+    monkeypatch.setattr(drivers_mod.time, "sleep", asked.append)
     calls = {"n": 0}
 
     @task

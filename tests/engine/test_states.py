@@ -436,14 +436,12 @@ def test_unobserved_system_exit_in_a_submitted_task_still_ends_the_flow_run(hist
 
 
 def test_interrupt_during_a_retry_delay_ends_runs_crashed(history, h, monkeypatch):
-    import legato.engine.flow_engine as fe
-    import legato.engine.task_engine as te
+    import legato.engine.drivers as drivers
 
     def interrupted_sleep(seconds):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(te.time, "sleep", interrupted_sleep)
-    monkeypatch.setattr(fe.time, "sleep", interrupted_sleep)
+    monkeypatch.setattr(drivers.time, "sleep", interrupted_sleep)
 
     @task(retries=2, retry_delay_seconds=10)
     def t():

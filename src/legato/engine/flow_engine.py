@@ -8,9 +8,7 @@ history holds every row: the flow call flushes before it returns.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
 from typing import Any
 
 from .. import states as S
@@ -22,13 +20,12 @@ from ..logging import engine_log, flow_run_logger, patch_print, setup_logging
 from ..settings import get_settings
 from ..states import State, StateType
 from .common import (
-    await_with_timeout,
-    call_with_timeout,
     generate_run_name,
     render_run_name,
     retry_delay,
     run_hooks,
 )
+from .drivers import drive_async, drive_sync
 from .parameters import jsonable_parameters
 from .tracebacks import strip_internal_frames
 
@@ -64,7 +61,7 @@ class FlowRunEngine:
         )
 
     # -- steps -----------------------------------------------------------------------------------
-    def begin(self) -> State | None:
+    def _open(self) -> State | None:
         flow, client = self.flow, self.client
         name = self._run_name()
         tags = sorted(flow.tags | tags_ctx.get())
@@ -94,9 +91,9 @@ class FlowRunEngine:
         self.logger.info("Beginning flow run %r for flow %r", name, flow.name)
         return None
 
-    def _begin(self) -> State | None:
+    def begin(self) -> State | None:
         try:
-            return self.begin()
+            return self._open()
         except BaseException as exc:
             if self.parent_task_run_id is not None:  # the subflow could not start: end its
                 p = self.parent  # task run in the parent now, not when the parent ends
@@ -259,61 +256,37 @@ class FlowRunEngine:
         return state
 
     # -- drivers ---------------------------------------------------------------------------------
-    def run_sync(self) -> State:
-        state = self._begin()
-        flow, timeout = self.flow, self.flow.timeout_seconds
-        token = flow_run_ctx.set(self.ctx)
-        ttoken = task_run_ctx.set(None)
-        try:
-            while state is None:
-                try:
-                    if timeout is None:
-                        value = flow.fn(*self.call_args, **self.call_kwargs)
-                    else:
-                        value = call_with_timeout(flow.fn, self.call_args, self.call_kwargs,
-                                                  timeout, self._timeout_error())
-                except BaseException as exc:  # noqa: BLE001 - turned into a state
-                    state, delay = self.on_exception(exc)
-                    if state is None:
-                        if delay:
-                            time.sleep(delay)
-                        self._start_attempt()
-                else:
-                    state = self.on_success(value)
-        except BaseException as exc:  # noqa: BLE001 - outside user code (Ctrl-C in a retry
-            state = self._crashed(exc)  # delay, a failing history): the run still ends
-        finally:
-            task_run_ctx.reset(ttoken)
-            flow_run_ctx.reset(token)
+    # -- what the attempt loop (engine/drivers.py) needs -----------------------------------------
+    @property
+    def fn(self) -> Any:
+        return self.flow.fn
+
+    @property
+    def timeout(self) -> float | None:
+        return self.flow.timeout_seconds
+
+    def enter(self) -> Any:
+        return flow_run_ctx.set(self.ctx), task_run_ctx.set(None)
+
+    def exit(self, tokens: Any) -> None:
+        task_run_ctx.reset(tokens[1])
+        flow_run_ctx.reset(tokens[0])
+
+    def next_attempt(self) -> State | None:
+        self._start_attempt()
+        return None
+
+    def crashed(self, exc: BaseException) -> State:
+        return self._crashed(exc)
+
+    def complete(self, state: State) -> State:
         return self.finish(state)
 
+    def run_sync(self) -> State:
+        return drive_sync(self)
+
     async def run_async(self) -> State:
-        state = self._begin()
-        flow, timeout = self.flow, self.flow.timeout_seconds
-        token = flow_run_ctx.set(self.ctx)
-        ttoken = task_run_ctx.set(None)
-        try:
-            while state is None:
-                try:
-                    coro = flow.fn(*self.call_args, **self.call_kwargs)
-                    if timeout is None:
-                        value = await coro
-                    else:
-                        value = await await_with_timeout(coro, timeout, self._timeout_error())
-                except BaseException as exc:  # noqa: BLE001 - turned into a state
-                    state, delay = self.on_exception(exc)
-                    if state is None:
-                        if delay:
-                            await asyncio.sleep(delay)
-                        self._start_attempt()
-                else:
-                    state = self.on_success(value)
-        except BaseException as exc:  # noqa: BLE001 - outside user code: the run still ends
-            state = self._crashed(exc)
-        finally:
-            task_run_ctx.reset(ttoken)
-            flow_run_ctx.reset(token)
-        return self.finish(state)
+        return await drive_async(self)
 
     def _crashed(self, exc: BaseException) -> State:
         try:
@@ -323,7 +296,7 @@ class FlowRunEngine:
             pass
         return S.Crashed(f"The flow run crashed: {type(exc).__name__}: {exc}", data=exc)
 
-    def _timeout_error(self) -> FlowTimeoutError:
+    def timeout_error(self) -> FlowTimeoutError:
         return FlowTimeoutError(
             f"Flow run {self.info.name!r} exceeded its timeout of "
             f"{self.flow.timeout_seconds:g} second(s) and was stopped."

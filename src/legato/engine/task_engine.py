@@ -2,7 +2,7 @@
 
 A task run goes Pending -> Running -> Completed (or Cached straight from Pending; or Failed,
 TimedOut, Crashed). A failed attempt with retries left goes Running -> AwaitingRetry -> Retrying.
-The steps live on :class:`TaskRunEngine`; ``run_sync`` and ``run_async`` differ only in how they
+The steps live on :class:`TaskRunEngine`; the attempt loop (sync or async) is engine/drivers.py,
 call the user's function and how they sleep between attempts.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from typing import Any
 
 from .. import states as S
@@ -20,7 +19,8 @@ from ..exceptions import SerializationError, TaskTimeoutError
 from ..ids import new_id
 from ..logging import engine_log, patch_print, task_run_logger
 from ..states import State, StateType
-from .common import await_with_timeout, call_with_timeout, retry_delay, run_hooks
+from .common import retry_delay, run_hooks
+from .drivers import drive_async, drive_sync
 from .inputs import UpstreamFailed, collect_inputs, resolve_parameters, wait_for_upstream
 from .tracebacks import strip_internal_frames
 
@@ -235,59 +235,38 @@ class TaskRunEngine:
         return state
 
     # -- drivers ---------------------------------------------------------------------------------
-    def run_sync(self) -> State:
-        state = self.begin()
-        task, timeout = self.task, self.task.timeout_seconds
-        token = task_run_ctx.set(self.ctx)
-        try:
-            while state is None:
-                try:
-                    if timeout is None:
-                        value = task.fn(*self.call_args, **self.call_kwargs)
-                    else:
-                        value = call_with_timeout(task.fn, self.call_args, self.call_kwargs,
-                                                  timeout, self._timeout_error())
-                except BaseException as exc:  # noqa: BLE001 - turned into a state
-                    state, delay = self.on_exception(exc)
-                    if state is None:
-                        if delay:
-                            time.sleep(delay)
-                        state = self._start_attempt()
-                else:
-                    state = self.on_success(value)
-        finally:
-            task_run_ctx.reset(token)
+    # -- what the attempt loop (engine/drivers.py) needs -----------------------------------------
+    @property
+    def fn(self) -> Any:
+        return self.task.fn
+
+    @property
+    def timeout(self) -> float | None:
+        return self.task.timeout_seconds
+
+    def enter(self) -> Any:
+        return task_run_ctx.set(self.ctx)
+
+    def exit(self, token: Any) -> None:
+        task_run_ctx.reset(token)
+
+    def next_attempt(self) -> State | None:
+        return self._start_attempt()
+
+    def crashed(self, exc: BaseException) -> State:
+        raise exc  # a task has no life outside its attempts: the flow settles it
+
+    def complete(self, state: State) -> State:
         self.finish(state)
         if state.type is StateType.CRASHED and isinstance(state.data, BaseException):
             raise state.data
         return state
 
+    def run_sync(self) -> State:
+        return drive_sync(self)
+
     async def run_async(self) -> State:
-        state = self.begin()
-        task, timeout = self.task, self.task.timeout_seconds
-        token = task_run_ctx.set(self.ctx)
-        try:
-            while state is None:
-                try:
-                    coro = task.fn(*self.call_args, **self.call_kwargs)
-                    if timeout is None:
-                        value = await coro
-                    else:
-                        value = await await_with_timeout(coro, timeout, self._timeout_error())
-                except BaseException as exc:  # noqa: BLE001 - turned into a state
-                    state, delay = self.on_exception(exc)
-                    if state is None:
-                        if delay:
-                            await asyncio.sleep(delay)
-                        state = self._start_attempt()
-                else:
-                    state = self.on_success(value)
-        finally:
-            task_run_ctx.reset(token)
-        self.finish(state)
-        if state.type is StateType.CRASHED and isinstance(state.data, BaseException):
-            raise state.data
-        return state
+        return await drive_async(self)
 
     def run_in_worker(self) -> State:
         """Entry point on a task runner's thread: async tasks get an event loop of their own."""
@@ -295,7 +274,7 @@ class TaskRunEngine:
             return asyncio.run(self.run_async())
         return self.run_sync()
 
-    def _timeout_error(self) -> TaskTimeoutError:
+    def timeout_error(self) -> TaskTimeoutError:
         return TaskTimeoutError(
             f"Task run {self.info.name!r} exceeded its timeout of {self.task.timeout_seconds:g} "
             "second(s) and was stopped."
