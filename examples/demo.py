@@ -75,8 +75,12 @@ def main() -> None:
         f"\nThe run history is in {settings.home / 'legato.db'} "
         "(LEGATO_HOME, default ~/.legato). Look at it with:"
     )
-    print("  legato flow-run ls")
-    print("  legato flow-run logs <flow-run-id>")
+    # the command sits beside this interpreter (.venv/bin/legato after `make demo`)
+    cli = Path(sys.executable).parent / "legato"
+    cmd = os.path.relpath(cli) if cli.exists() else "legato"
+    print(f"  {cmd} flow-run ls")
+    print(f"  {cmd} flow-run logs <flow-run-id>")
+    print(f"  {cmd} task-run ls --flow-run <flow-run-id>")
 
 
 if __name__ == "__main__":
