@@ -15,6 +15,7 @@ This module uses a plain pydantic model rather than pydantic-settings: the latte
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from pathlib import Path
@@ -28,11 +29,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PREFIX = "LEGATO_"
-
-# name -> (default, help). The types live on the pydantic model below; this table is what
-# `legato config view --show-defaults` and the docs print.
-_FIELDS: dict[str, tuple[Any, str]] = {}
-
 
 def _home_from_env() -> Path:
     raw = os.environ.get("LEGATO_HOME")
@@ -206,9 +202,6 @@ def get_settings() -> Any:
 
 
 def build_settings(overrides: dict[str, Any] | None = None) -> Any:
-    from pydantic import ValidationError
-
-    model = settings_model()
     home = _home_from_env()
     data = load_profiles(home)
     name = active_profile_name(data)
@@ -219,10 +212,9 @@ def build_settings(overrides: dict[str, Any] | None = None) -> Any:
             "Create it with `legato profile create NAME` or pick one with `legato profile use NAME`."
         )
     values: dict[str, Any] = {}
-    fields = model.model_fields
     for var, value in profile.items():
         field = var[len(PREFIX) :].lower() if var.startswith(PREFIX) else None
-        if field not in fields or field in ("home", "profile"):
+        if field not in KINDS or field in ("home", "profile"):
             raise ConfigurationError(
                 f"Profile {name!r} in {profiles_path(home)} sets unknown setting {var!r}. "
                 f"Remove it with `legato config unset {var}`."
@@ -231,14 +223,20 @@ def build_settings(overrides: dict[str, Any] | None = None) -> Any:
     for var, value in os.environ.items():
         if var.startswith(PREFIX):
             field = var[len(PREFIX) :].lower()
-            if field in fields:
+            if field in KINDS:
                 values[field] = value
     values["home"] = home
     values["profile"] = name
     if overrides:
         values.update(overrides)
     try:
-        return model(**values)
+        return LightSettings(values)
+    except _NotPlain:
+        pass  # let the pydantic model parse it, and word the error if it is one
+    from pydantic import ValidationError
+
+    try:
+        return settings_model()(**values)
     except ValidationError as exc:
         problems = "; ".join(
             f"{PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
@@ -246,6 +244,121 @@ def build_settings(overrides: dict[str, Any] | None = None) -> Any:
             for e in exc.errors()
         )
         raise ConfigurationError(f"Invalid setting: {problems}.") from None
+
+
+# -- the runtime's settings without pydantic ------------------------------------------------------
+# The first pydantic model a process builds costs ~0.25 s here, a third of a short script's whole
+# run. So a script's settings are parsed by the small strict converters below, from this table of
+# kinds; anything they do not accept plainly goes to the pydantic model (the one definition of
+# what is valid, and of the error messages). A test checks the table against the model and that
+# both parse the same inputs to the same values.
+KINDS: dict[str, Any] = {
+    "home": "path",
+    "profile": "str",
+    "database_url": "url?",
+    "database_busy_timeout": "float",
+    "api_url": "str?",
+    "api_key": "str?",
+    "logging_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    "logging_to_console": "bool",
+    "logging_log_prints": "bool",
+    "debug_mode": "bool",
+    "history_write_mode": ("batched", "durable"),
+    "history_flush_interval": "float",
+    "results_persist_by_default": "bool",
+    "local_storage_path": "path?",
+    "task_runner_max_workers": "int?",
+    "task_default_retries": "int",
+    "flow_default_retries": "int",
+}
+DEFAULTS: dict[str, Any] = {
+    "profile": "default", "database_url": None, "database_busy_timeout": 30.0, "api_url": None,
+    "api_key": None, "logging_level": "INFO", "logging_to_console": True,
+    "logging_log_prints": False, "debug_mode": False, "history_write_mode": "batched",
+    "history_flush_interval": 0.5, "results_persist_by_default": False,
+    "local_storage_path": None, "task_runner_max_workers": None, "task_default_retries": 0,
+    "flow_default_retries": 0,
+}
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+class _NotPlain(Exception):
+    """A value the light parser leaves to pydantic."""
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    if isinstance(kind, tuple):
+        if value in kind:
+            return value
+        raise _NotPlain
+    if kind.endswith("?"):
+        if value is None:
+            return None
+        kind = kind[:-1]
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+    elif kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _INT.fullmatch(value):
+            return int(value)
+    elif kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value):
+            return float(value)
+    elif kind in ("str", "url"):
+        if isinstance(value, str) and (kind == "str" or "://" in value):
+            return value
+    elif kind == "path":
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    raise _NotPlain
+
+
+class LightSettings:
+    """The settings as plain attributes (same names, values and properties as the model)."""
+
+    __slots__ = tuple(KINDS)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        for name, kind in KINDS.items():
+            if name in values:
+                setattr(self, name, _convert(kind, values[name]))
+            elif name in DEFAULTS:
+                setattr(self, name, DEFAULTS[name])
+            else:
+                raise _NotPlain
+        for name in values:
+            if name not in KINDS:
+                raise _NotPlain
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if hasattr(self, name):
+            raise AttributeError("settings are read-only; set LEGATO_* variables instead")
+        object.__setattr__(self, name, value)
+
+    @property
+    def storage_path(self) -> Path:
+        return self.local_storage_path or self.home / "storage"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'legato.db'}"
+
+    def model_dump(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in KINDS}
+
+    def __repr__(self) -> str:
+        shown = {k: ("********" if v is not None and _is_secret([k]) else v)
+                 for k, v in self.model_dump().items()}
+        return f"Settings({shown})"
 
 
 def _is_secret(loc: Any) -> bool:

@@ -4,11 +4,13 @@ server issue implements it over the API. The engine knows nothing else about the
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.rules import Decision
-from ..schemas import FlowRun, FlowRunFilter, LogRecord, StateRecord, TaskRun, TaskRunFilter
 from ..states import State
+
+if TYPE_CHECKING:
+    from ..schemas import FlowRun, FlowRunFilter, LogRecord, StateRecord, TaskRun, TaskRunFilter
 
 
 class OrchestrationClient(Protocol):

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.orchestrator import Orchestrator
 from ..core.rules import Decision
-from ..schemas import FlowRun, FlowRunFilter, LogRecord, StateRecord, TaskRun, TaskRunFilter
 from ..states import State, StateType
-from ..store import queries
 from ..store.database import Database
 from ..store.writer import HistoryWriter, WritePolicy
+
+if TYPE_CHECKING:
+    from ..schemas import FlowRun, FlowRunFilter, LogRecord, StateRecord, TaskRun, TaskRunFilter
+
+
+def _queries():
+    # lazy: the read side's pydantic schemas cost ~0.25 s of a script that only writes
+    from ..store import queries
+
+    return queries
 
 
 class EmbeddedClient:
@@ -104,28 +112,28 @@ class EmbeddedClient:
     # reads
     def read_flow_runs(self, flt: FlowRunFilter | None = None) -> list[FlowRun]:
         self.writer.flush()
-        return queries.read_flow_runs(self.db, flt)
+        return _queries().read_flow_runs(self.db, flt)
 
     def read_flow_run(self, run_id: str) -> FlowRun:
         self.writer.flush()
-        return queries.read_flow_run(self.db, run_id)
+        return _queries().read_flow_run(self.db, run_id)
 
     def read_task_runs(self, flt: TaskRunFilter | None = None) -> list[TaskRun]:
         self.writer.flush()
-        return queries.read_task_runs(self.db, flt)
+        return _queries().read_task_runs(self.db, flt)
 
     def read_task_run(self, run_id: str) -> TaskRun:
         self.writer.flush()
-        return queries.read_task_run(self.db, run_id)
+        return _queries().read_task_run(self.db, run_id)
 
     def read_flow_run_states(self, run_id: str) -> list[StateRecord]:
         self.writer.flush()
-        return queries.read_states(self.db, "flow_run", run_id)
+        return _queries().read_states(self.db, "flow_run", run_id)
 
     def read_task_run_states(self, run_id: str) -> list[StateRecord]:
         self.writer.flush()
-        return queries.read_states(self.db, "task_run", run_id)
+        return _queries().read_states(self.db, "task_run", run_id)
 
     def read_logs(self, **kw: Any) -> list[LogRecord]:
         self.writer.flush()
-        return queries.read_logs(self.db, **kw)
+        return _queries().read_logs(self.db, **kw)

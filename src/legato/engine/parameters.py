@@ -12,8 +12,6 @@ class ParameterValidator:
     """Built once per flow, on its first run (pydantic is imported then, not at import time)."""
 
     def __init__(self, fn: Any, flow_name: str) -> None:
-        from pydantic import ConfigDict, create_model
-
         self.flow_name = flow_name
         sig = inspect.signature(fn)
         fields: dict[str, Any] = {}
@@ -29,14 +27,32 @@ class ParameterValidator:
             ann = hints.get(p.name, Any)
             default = ... if p.default is p.empty else p.default
             fields[p.name] = (ann, default)
-        self.model = create_model(  # type: ignore[call-overload]
-            f"{flow_name}Parameters",
-            __config__=ConfigDict(arbitrary_types_allowed=True),
-            **{_alias(k): (v[0], _field(k, v[1])) for k, v in fields.items()},
-        )
+        self.fields = fields
         self.names = list(fields)
+        # parameters whose value can be accepted as it is when its type is exactly the hint
+        self._exact = {k: v[0] for k, v in fields.items() if v[0] is Any or v[0] in _SIMPLE}
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            from pydantic import ConfigDict, create_model
+
+            self._model = create_model(  # type: ignore[call-overload]
+                f"{self.flow_name}Parameters",
+                __config__=ConfigDict(arbitrary_types_allowed=True),
+                **{_alias(k): (v[0], _field(k, v[1])) for k, v in self.fields.items()},
+            )
+        return self._model
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        exact = self._exact
+        if len(exact) == len(self.names) and all(
+            exact[k] is Any or type(params.get(k)) is exact[k] for k in self.names
+        ):
+            # every value already has exactly its hinted type: pydantic would return it as it
+            # is, so skip it (its first use costs ~0.25 s of a short script's start-up)
+            return params
         from pydantic import ValidationError
 
         data = {_alias(k): v for k, v in params.items() if k not in self.skip}
@@ -56,6 +72,9 @@ class ParameterValidator:
         for k in self.names:
             out[k] = getattr(model, _alias(k))
         return out
+
+
+_SIMPLE = (int, float, str, bool, bytes)
 
 
 def _field(name: str, default: Any) -> Any:
