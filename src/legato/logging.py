@@ -15,6 +15,7 @@ import io
 import logging
 import sys
 import threading
+import time
 from typing import Any
 
 from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
@@ -168,13 +169,28 @@ def engine_log(logger: RunLogger, level: int, msg: str) -> None:
         }
     )
     if _console_handler in _root.handlers and level >= _console_handler.level:
-        t = now.astimezone()
         line = (
-            f"{t:%H:%M:%S}.{t.microsecond // 1000:03d} | {logging.getLevelName(level):<7} | "
+            f"{_local_clock(now)} | {_LEVEL_NAMES.get(level) or logging.getLevelName(level):<7} | "
             f"{extra['legato_who']} - {msg}\n"
         )
         with _console_handler.lock:  # type: ignore[union-attr]
             sys.stderr.write(line)
+
+
+_LEVEL_NAMES = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+_clock_cache: list[Any] = [None, ""]
+
+
+def _local_clock(now: dt.datetime) -> str:
+    """HH:MM:SS.mmm in local time; the seconds part is formatted once a second (converting every
+    line's time zone cost more than the rest of a task run's console line)."""
+    ts = now.timestamp()
+    sec = int(ts)
+    cache = _clock_cache
+    if cache[0] != sec:
+        cache[1] = time.strftime("%H:%M:%S", time.localtime(sec))
+        cache[0] = sec
+    return f"{cache[1]}.{int((ts - sec) * 1000):03d}"
 
 
 def get_run_logger() -> RunLogger:
