@@ -71,7 +71,8 @@ class Orchestrator:
         self._runs: dict[str, _Run] = {}
         self._flows: dict[str, str] = {}
         self._flow_lock = threading.Lock()
-        self._state_lock = threading.Lock()
+        # striped by run id: two threads on one run serialise; runs in parallel do not contend
+        self._state_locks = tuple(threading.Lock() for _ in range(64))
         self._children: dict[str, list[str]] = {}  # flow run id -> its task run ids
 
     # -- flows -----------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class Orchestrator:
         stype = state.type
         # deciding and recording is one step: two threads proposing a final state for one run
         # at once (a task finishing while its flow settles it) must not both be accepted
-        with self._state_lock:
+        with self._state_locks[hash(run_id) & 63]:
             decision = self._record(kind, run_id, run, state, stype, new_attempt, result, extra,
                                     force, _insert)
         if decision.verdict is Verdict.ACCEPT and kind == "task_run":

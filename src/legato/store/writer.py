@@ -202,25 +202,7 @@ class HistoryWriter:
                             insert: dict[str, Any] | None = None) -> None:
         """A flow run's new state: its row's fields (and the row itself, for a new run) with
         the state row, under one lock, so that no flush can hold one without the other."""
-        with self._lock:
-            buf = self._buf
-            if insert is not None:
-                insert.update(fields)
-                buf.flow_run_inserts[run_id] = insert
-                self.pending_rows += 2
-            else:
-                row = buf.flow_run_inserts.get(run_id)
-                if row is not None:
-                    row.update(fields)
-                else:
-                    upd = buf.flow_run_updates.get(run_id)
-                    if upd is not None:
-                        upd.update(fields)
-                    else:
-                        buf.flow_run_updates[run_id] = dict(fields)
-                        self.pending_rows += 1
-                self.pending_rows += 1
-            buf.flow_run_states.append(state_row)
+        self._transition("flow_run", run_id, fields, state_row, insert)
 
     def task_run_transition(self, run_id: str, fields: dict[str, Any],
                             state_row: dict[str, Any],
@@ -228,25 +210,35 @@ class HistoryWriter:
         """Like :meth:`flow_run_transition`, for a task run (the hot path: one lock a state)."""
         if insert is not None and not self._started:
             self._ensure_started()
+        self._transition("task_run", run_id, fields, state_row, insert)
+
+    def _transition(self, kind: str, run_id: str, fields: dict[str, Any],
+                    state_row: dict[str, Any], insert: dict[str, Any] | None) -> None:
         with self._lock:
             buf = self._buf
+            if kind == "task_run":
+                inserts, updates, states = (
+                    buf.task_run_inserts, buf.task_run_updates, buf.task_run_states)
+            else:
+                inserts, updates, states = (
+                    buf.flow_run_inserts, buf.flow_run_updates, buf.flow_run_states)
             if insert is not None:
                 insert.update(fields)
-                buf.task_run_inserts[run_id] = insert
+                inserts[run_id] = insert
                 self.pending_rows += 2
             else:
-                row = buf.task_run_inserts.get(run_id)
+                row = inserts.get(run_id)
                 if row is not None:
                     row.update(fields)
                 else:
-                    upd = buf.task_run_updates.get(run_id)
+                    upd = updates.get(run_id)
                     if upd is not None:
                         upd.update(fields)
                     else:
-                        buf.task_run_updates[run_id] = dict(fields)
+                        updates[run_id] = dict(fields)
                         self.pending_rows += 1
                 self.pending_rows += 1
-            buf.task_run_states.append(state_row)
+            states.append(state_row)
 
     def add_flow_run_state(self, row: dict[str, Any]) -> None:
         with self._lock:
