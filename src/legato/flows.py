@@ -105,6 +105,14 @@ class Flow(Generic[P, R]):
                 engine = FlowRunEngine(self, args, kwargs)
                 return outcome(await engine.run_async(), return_state)
 
+            from .context import flow_run_ctx
+            from .tasks import _loop_running
+
+            if flow_run_ctx.get() is not None and not _loop_running():
+                # an async subflow called from a sync flow runs to completion (as in Prefect 2)
+                import asyncio  # lazy: asyncio costs ~70 ms of `import legato`
+
+                return asyncio.run(run())  # type: ignore[no-any-return]
             return run()  # type: ignore[return-value]
         engine = FlowRunEngine(self, args, kwargs)
         return outcome(engine.run_sync(), return_state)

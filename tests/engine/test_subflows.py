@@ -272,3 +272,26 @@ def test_parent_timeout_settles_a_running_subflow(history, h):
     assert h.only_flow_run("child").state_type is StateType.CRASHED
     assert h.task_runs(p.id)[0].state_type is StateType.CRASHED
     assert "discarded" in h.log_text(flow_run_id=c.id)
+
+
+def test_an_async_subflow_called_from_a_sync_flow_runs_to_completion(history) -> None:
+    from legato import flow, task
+    from legato.client import get_client
+    from legato.schemas import FlowRunFilter
+
+    @task
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    @flow(name="async-child")
+    async def child(x: int) -> int:
+        return await add(x, 1)
+
+    @flow(name="sync-parent")
+    def parent() -> int:
+        return child(41) * 1
+
+    assert parent() == 42
+    runs = get_client().read_flow_runs(FlowRunFilter(flow_name="async-child"))
+    assert [r.state_name for r in runs] == ["Completed"]
+    assert runs[0].parent_task_run_id is not None
