@@ -15,18 +15,14 @@ Policies:
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import math
-import operator
 import threading
 from typing import Any
 
-import sqlalchemy as sa
-
 from ..exceptions import DatabaseCorruptError, DatabaseLockedError, HomeNotWritableError
 from . import models
+from .cleaning import clean_rows, is_data_error
 from .database import Database
+from .statements import FastStatements
 
 
 class WritePolicy:
@@ -147,7 +143,7 @@ class HistoryWriter:
         self._flush_lock = threading.Lock()  # one flush at a time, in order
         self.pending_rows = 0
         self._started = False
-        self._fast = _FastStatements(db.engine.dialect)
+        self._fast = FastStatements(db.engine.dialect)
 
     def _ensure_started(self) -> None:
         if not self._started:
@@ -286,7 +282,7 @@ class HistoryWriter:
                 # lone surrogate from a surrogateescape'd file name...) would otherwise stay in
                 # the buffer and fail every later flush. Clean such values and try once more;
                 # the hot path pays nothing for this.
-                if not _is_data_error(exc) or not _sanitize(buf):
+                if not is_data_error(exc) or not _sanitize(buf):
                     self._restore(buf, count)
                     raise
                 try:
@@ -345,7 +341,7 @@ class HistoryWriter:
         finally:
             fast.begin_flush()  # drop the memo's strings
 
-    def _write_tables(self, buf: _Buffer, fast: _FastStatements) -> None:
+    def _write_tables(self, buf: _Buffer, fast: FastStatements) -> None:
         with self.db.write() as conn:
             if buf.flows:
                 fast.insert(conn, models.flow, buf.flows)
@@ -375,212 +371,9 @@ class HistoryWriter:
         self.flush()
 
 
-_UTC = dt.timezone.utc
-_TS = "timestamp"
-_JSON = "json"
-
-
-def _sqlite_ts(v: Any) -> Any:
-    # the text form SQLAlchemy's SQLite DateTime reads back (UTC, naive)
-    if v is None:
-        return None
-    if v.tzinfo is not _UTC:
-        if v.tzinfo is None:  # astimezone() would silently take it as local time
-            raise ValueError(f"naive datetime {v!r} given to the history; use UTC-aware times")
-        v = v.astimezone(_UTC)
-    return v.isoformat(" ", "microseconds")[:26]  # drop the "+00:00"
-
-
-def _aware_ts(v: Any) -> Any:
-    if v is not None and v.tzinfo is None:
-        raise ValueError(f"naive datetime {v!r} given to the history; use UTC-aware times")
-    return v
-
-
-def _json(v: Any) -> Any:
-    if v is None:
-        return None
-    if not v:
-        return "{}" if type(v) is dict else "[]" if type(v) is list else json.dumps(v)
-    # NaN/Infinity are not JSON (PostgreSQL and SQLite's JSON functions refuse them): raise,
-    # and the flush cleans them (see _sanitize) and retries
-    return json.dumps(v, default=str, allow_nan=False)
-
-
-# -- cleaning values a database refuses (only after a flush failed) ----------------------------
-
-_NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-
-
-def _clean_str(s: str) -> str:
-    if "\x00" in s:  # PostgreSQL text cannot hold NUL
-        s = s.replace("\x00", "\ufffd")
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: show the bytes they stand for
-        try:
-            s = s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        except UnicodeEncodeError:
-            s = s.encode("utf-8", "backslashreplace").decode("utf-8")
-    return s
-
-
-def _clean_json(v: Any) -> Any:
-    """``v`` with unstorable values replaced; the very same object when nothing changed."""
-    if isinstance(v, str):
-        return _clean_str(v)
-    if isinstance(v, float):
-        return v if math.isfinite(v) else _NONFINITE[repr(v)]
-    if isinstance(v, dict):
-        items = [
-            (_clean_str(k) if isinstance(k, str) else k, _clean_json(x)) for k, x in v.items()
-        ]
-        if all(ck is k and cx is x for (ck, cx), (k, x) in zip(items, v.items(), strict=True)):
-            return v
-        return dict(items)
-    if isinstance(v, (list, tuple)):
-        out = [_clean_json(x) for x in v]
-        return v if all(a is b for a, b in zip(out, v, strict=True)) else out
-    return v
-
-
-def _clean_row(row: dict[str, Any]) -> bool:
-    changed = False
-    for k, v in row.items():
-        if isinstance(v, (str, dict, list, tuple)):
-            new = _clean_json(v)
-            if new is not v:
-                row[k] = new
-                changed = True
-    return changed
-
-
-def _is_data_error(exc: BaseException) -> bool:
-    """Did the flush fail on a value (not on the connection, a lock, a constraint)?"""
-    if isinstance(exc, (UnicodeError, ValueError)):
-        return True
-    return isinstance(exc.__context__, sa.exc.DataError)
-
-
 def _sanitize(buf: _Buffer) -> bool:
     """Clean every buffered value in place; True if anything changed."""
-    changed = False
-    rows: list[dict[str, Any]] = [*buf.flows, *buf.flow_run_inserts.values(),
-                                  *buf.flow_run_updates.values(),
-                                  *buf.task_run_inserts.values(),
-                                  *buf.task_run_updates.values(), *buf.flow_run_states,
-                                  *buf.task_run_states, *buf.logs, *buf.cache.values()]
-    for row in rows:
-        if _clean_row(row):
-            changed = True
-    return changed
-
-
-class _FastStatements:
-    """Pre-compiled INSERT/UPDATE statements run with the driver's executemany.
-
-    SQLAlchemy's per-row parameter processing costs several times more than SQLite's own insert
-    on the hot path, so rows are converted here with one small function per column type
-    (timestamps and JSON) and handed to the DBAPI directly. The statements themselves are
-    compiled by SQLAlchemy from the table definitions, so they cannot drift from the schema.
-    """
-
-    def __init__(self, dialect: Any) -> None:
-        self.dialect = dialect
-        self.sqlite = dialect.name == "sqlite"
-        self._cache: dict[Any, Any] = {}
-        # per flush: id(datetime) -> its SQLite text. One task run's few timestamps fill ten
-        # columns (created = updated = expected start = the Pending time, ...), and formatting
-        # a datetime costs more than the rest of its row. The rows keep the datetimes alive
-        # for the whole flush, so their ids cannot be reused meanwhile.
-        self._ts_memo: dict[int, str] = {}
-
-    def begin_flush(self) -> None:
-        self._ts_memo = {}
-
-    def _kind(self, col: sa.Column) -> Any:
-        t = col.type
-        if isinstance(t, models.Timestamp):
-            return _TS
-        if isinstance(t, (sa.JSON, models.JSONDoc)):
-            return _JSON
-        return None
-
-    def _compile(self, key: Any, stmt: Any, table: sa.Table, names_to_cols: dict[str, str]) -> Any:
-        compiled = stmt.compile(dialect=self.dialect)
-        order = compiled.positiontup
-        positional = order is not None
-        names = tuple(order) if positional else tuple(compiled.binds)
-        kinds = [self._kind(table.c[names_to_cols[n]]) for n in names]
-        convs = tuple((i, k) for i, k in enumerate(kinds) if k is not None)
-        if len(names) == 1:
-            only = names[0]
-
-            def get(r: dict[str, Any]) -> tuple[Any, ...]:
-                return (r[only],)
-        else:
-            get = operator.itemgetter(*names)
-        entry = (compiled.string, names, positional, get, convs)
-        self._cache[key] = entry
-        return entry
-
-    def _params(self, entry: Any, rows: list[dict[str, Any]]) -> list[Any]:
-        _, names, positional, get, convs = entry
-        if not convs:
-            if positional:
-                return [get(r) for r in rows]
-            return [dict(zip(names, get(r), strict=True)) for r in rows]
-        out: list[Any] = []
-        append = out.append
-        memo = self._ts_memo
-        sqlite = self.sqlite
-        for r in rows:
-            vals = list(get(r))
-            for i, kind in convs:
-                v = vals[i]
-                if v is None:
-                    continue
-                if kind is _TS:
-                    if sqlite:
-                        s = memo.get(id(v))
-                        if s is None:
-                            s = memo[id(v)] = _sqlite_ts(v)
-                        vals[i] = s
-                    elif v.tzinfo is None:
-                        _aware_ts(v)  # raises
-                else:
-                    vals[i] = _json(v)
-            append(tuple(vals) if positional else dict(zip(names, vals, strict=True)))
-        return out
-
-    def insert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        key = ("insert", table.name)
-        entry = self._cache.get(key)
-        if entry is None:
-            cols = {c.key: c.key for c in table.c}
-            stmt = table.insert().values({c.key: sa.bindparam(c.key) for c in table.c})
-            entry = self._compile(key, stmt, table, cols)
-        conn.exec_driver_sql(entry[0], self._params(entry, rows))
-
-    def update(
-        self, conn: sa.Connection, table: sa.Table, updates: dict[str, dict[str, Any]]
-    ) -> None:
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for run_id, fields in updates.items():
-            keys = tuple(sorted(fields))
-            row = {f"v_{k}": v for k, v in fields.items()}
-            row["b_id"] = run_id
-            groups.setdefault(keys, []).append(row)
-        for keys, rows in groups.items():
-            key = ("update", table.name, keys)
-            entry = self._cache.get(key)
-            if entry is None:
-                stmt = (
-                    table.update()
-                    .where(table.c.id == sa.bindparam("b_id"))
-                    .values({k: sa.bindparam(f"v_{k}") for k in keys})
-                )
-                names = {f"v_{k}": k for k in keys}
-                names["b_id"] = "id"
-                entry = self._compile(key, stmt, table, names)
-            conn.exec_driver_sql(entry[0], self._params(entry, rows))
+    return clean_rows([*buf.flows, *buf.flow_run_inserts.values(),
+                       *buf.flow_run_updates.values(), *buf.task_run_inserts.values(),
+                       *buf.task_run_updates.values(), *buf.flow_run_states,
+                       *buf.task_run_states, *buf.logs, *buf.cache.values()])
