@@ -68,6 +68,9 @@ class OrchestrationClient(Protocol):
     def flush(self) -> None:
         """Make every write so far durable (in the database, or acknowledged by the server)."""
 
+    def abandon_flow_run(self, run_id: str, exc: BaseException) -> None:
+        """The flow run was created but could not start: forget it (never leave it Running)."""
+
     def end_flow_run(self, run_id: str) -> None:
         """The flow run is over: flush and drop what was kept in memory about it."""
 

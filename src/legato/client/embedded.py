@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from typing import TYPE_CHECKING, Any
 
 from ..core.orchestrator import Orchestrator
@@ -28,8 +27,6 @@ class EmbeddedClient:
         self.db = db
         self.writer = HistoryWriter(db, policy)
         self.core = Orchestrator(db, self.writer)
-        # per thread: the flow run created and not yet flushed (see flush())
-        self._local = threading.local()
 
     @property
     def description(self) -> str:
@@ -37,14 +34,7 @@ class EmbeddedClient:
 
     # writes
     def create_flow_run(self, **kw: Any) -> None:
-        parent = kw.get("parent_task_run_id")
-        try:
-            self.core.create_flow_run(**kw)
-        except BaseException as exc:
-            if parent is not None:  # the subflow could not even be created
-                self._end_parent_task_run(parent, exc)
-            raise
-        self._local.opening = (kw["id"], parent)
+        self.core.create_flow_run(**kw)
 
     def create_task_run(self, **kw: Any) -> None:
         self.core.create_task_run(**kw)
@@ -70,39 +60,19 @@ class EmbeddedClient:
         self.core.write_cache(key, **kw)
 
     def flush(self) -> None:
-        """Write everything buffered. The engine flushes right after creating a flow run and
-        moving it to Running, before the user's code starts; if that flush fails (a locked or
-        broken history), the run never started, so its rows are dropped instead of being
-        written later as a run stuck in Running."""
-        opening = getattr(self._local, "opening", None)
-        self._local.opening = None
-        try:
-            self.writer.flush()
-        except BaseException as exc:
-            if opening is not None:
-                self._abandon(*opening, exc)
-            raise
+        self.writer.flush()
 
-    def _abandon(self, run_id: str, parent_task_run_id: str | None, exc: BaseException) -> None:
-        message = f"The flow run could not start: {type(exc).__name__}: {exc}"
+    def abandon_flow_run(self, run_id: str, exc: BaseException) -> None:
+        """A flow run that could not start (its opening flush failed: a locked or broken
+        history): drop its buffered rows rather than write them later as a run stuck in
+        Running; if an earlier flush already wrote it, end it Crashed."""
         if not self.writer.discard_flow_run(run_id):
-            # an earlier flush already wrote it: end it instead of leaving it Running
+            message = f"The flow run could not start: {type(exc).__name__}: {exc}"
             self.core.set_state("flow_run", run_id, State(StateType.CRASHED, message=message),
                                 force=True)
         self.core.forget(run_id)
-        if parent_task_run_id is not None:
-            self._end_parent_task_run(parent_task_run_id, exc)
-
-    def _end_parent_task_run(self, task_run_id: str, exc: BaseException) -> None:
-        """The task run that stands for a subflow in its parent must end when the subflow
-        cannot start."""
-        message = f"The subflow run could not start: {type(exc).__name__}: {exc}"
-        self.core.set_state("task_run", task_run_id, State(StateType.FAILED, message=message))
 
     def end_flow_run(self, run_id: str) -> None:
-        opening = getattr(self._local, "opening", None)
-        if opening is not None and opening[0] == run_id:
-            self._local.opening = None
         self.writer.flush()
         self.core.forget(run_id)
 

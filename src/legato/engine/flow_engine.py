@@ -12,11 +12,14 @@ import datetime as dt
 from typing import Any
 
 from .. import states as S
+from ..client import get_client
 from ..context import FlowRunContext, FlowRunInfo, flow_run_ctx, tags_ctx, task_run_ctx
 from ..core.rules import Verdict
-from ..exceptions import FlowTimeoutError, LegatoError, ParameterError
+from ..exceptions import FlowTimeoutError, LegatoError, ParameterError, SerializationError
 from ..ids import new_id
 from ..logging import engine_log, flow_run_logger, patch_print, setup_logging
+from ..results import persist_result
+from ..runners import ThreadPoolTaskRunner
 from ..settings import get_settings
 from ..states import State, StateType
 from .common import (
@@ -37,8 +40,6 @@ class FlowRunEngine:
         self.flow = flow
         self.settings = get_settings()
         setup_logging(self.settings)
-        from ..client import get_client
-
         self.client = get_client(self.settings)
         self.parent = flow_run_ctx.get()
         self.parent_task_run_id: str | None = None
@@ -47,6 +48,7 @@ class FlowRunEngine:
                         else flow.retries)
         self.param_error: ParameterError | None = None
         self.run_id = new_id()
+        self.created = False  # the flow run is in the client (buffered or written)
         self.started = False  # begin() went through: the run is recorded and Running
         try:
             params = flow.binder.bind(args, kwargs, f"Flow {flow.name!r}")
@@ -83,6 +85,7 @@ class FlowRunEngine:
             parent_task_run_id=self.parent_task_run_id, version=flow.version,
             empirical_policy={"retries": self.retries} if self.retries else None,
         )
+        self.created = True
         if self.param_error is not None:
             return S.Failed(str(self.param_error), data=self.param_error)
         self._start_attempt()
@@ -95,6 +98,11 @@ class FlowRunEngine:
         try:
             return self._open()
         except BaseException as exc:
+            if self.created:  # e.g. the opening flush met a locked history
+                try:
+                    self.client.abandon_flow_run(self.run_id, exc)
+                except Exception:  # noqa: BLE001 - the history itself may be what failed
+                    pass
             if self.parent_task_run_id is not None:  # the subflow could not start: end its
                 p = self.parent  # task run in the parent now, not when the parent ends
                 assert p is not None
@@ -151,9 +159,6 @@ class FlowRunEngine:
             )
         ref = None
         if self.flow.persist_result:
-            from ..exceptions import SerializationError
-            from ..results import persist_result
-
             try:
                 ref = persist_result(value, storage=self.flow.result_storage,
                                      serializer=self.flow.result_serializer)
@@ -319,8 +324,6 @@ def outcome(state: State, return_state: bool) -> Any:
 
 
 def _default_runner() -> Any:
-    from ..runners import ThreadPoolTaskRunner
-
     return ThreadPoolTaskRunner()
 
 
