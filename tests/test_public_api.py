@@ -41,7 +41,7 @@ def test_prefect_module_paths_used_by_the_seed_exist() -> None:
 
 def test_import_legato_has_no_heavy_dependencies_or_side_effects() -> None:
     code = (
-        "import sys, logging; import legato; "
+        "import sys, logging; from legato import flow, task, get_run_logger; "
         "heavy = [m for m in ('sqlalchemy', 'pydantic', 'asyncio', 'pandas', 'alembic', 'typer') "
         "if m in sys.modules]; "
         "print(heavy, logging.getLogger('legato').handlers)"

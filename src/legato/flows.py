@@ -11,7 +11,9 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from .context import flow_run_ctx
 from .engine.common import Binder
+from .tasks import _loop_running
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -88,7 +90,7 @@ class Flow(Generic[P, R]):
 
     def validator(self) -> Any:
         if self._validator is None:
-            from .engine.parameters import ParameterValidator
+            from .engine.parameters import ParameterValidator  # lazy: start-up time
 
             self._validator = ParameterValidator(self.fn, self.name)
         return self._validator
@@ -98,15 +100,13 @@ class Flow(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return_state = bool(kwargs.pop("return_state", False))  # type: ignore[misc]
+        # lazy: the engine (and what it loads) is ~60 ms of `from legato import flow`
         from .engine.flow_engine import FlowRunEngine, outcome
 
         if self.is_async:
             async def run() -> Any:
                 engine = FlowRunEngine(self, args, kwargs)
                 return outcome(await engine.run_async(), return_state)
-
-            from .context import flow_run_ctx
-            from .tasks import _loop_running
 
             if flow_run_ctx.get() is not None and not _loop_running():
                 # an async subflow called from a sync flow runs to completion (as in Prefect 2)

@@ -6,7 +6,8 @@ import concurrent.futures as cf
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-from .states import Pending, State
+from .exceptions import UnfinishedRun
+from .states import Crashed, Pending, Running, State
 
 __all__ = ["LegatoFuture", "LegatoFutureList", "wait", "as_completed", "resolve_futures_to_results"]
 
@@ -41,8 +42,6 @@ class LegatoFuture:
         if self._future.done():
             return self.final_state()
         if self._future.running():
-            from .states import Running
-
             return Running()
         return Pending()
 
@@ -52,8 +51,6 @@ class LegatoFuture:
         try:
             state: State = self._future.result(timeout)
         except cf.TimeoutError:
-            from .exceptions import UnfinishedRun
-
             raise UnfinishedRun(
                 f"Task run {self.name!r} did not finish within {timeout} s."
             ) from None
@@ -65,8 +62,6 @@ class LegatoFuture:
         try:
             return self._future.result()
         except BaseException as exc:  # noqa: BLE001 - described as a state
-            from .states import Crashed
-
             return Crashed(f"The task run did not finish: {type(exc).__name__}.", data=exc)
 
     def add_done_callback(self, fn: Any) -> None:

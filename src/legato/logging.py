@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
+from .engine.tracebacks import format_exception
 from .exceptions import MissingContextError
 from .ids import new_id
 
@@ -49,8 +50,6 @@ class _HistoryHandler(logging.Handler):
             if record.exc_info and record.exc_info[1] is not None and not getattr(
                 record, "legato_tb_in_message", False
             ):
-                from .engine.tracebacks import format_exception
-
                 msg = f"{msg}\n{format_exception(record.exc_info[1])}"
             client.write_log(
                 {
@@ -75,8 +74,6 @@ class _ConsoleFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None and not getattr(
             record, "legato_tb_in_message", False
         ):
-            from .engine.tracebacks import format_exception
-
             msg = f"{msg}\n{format_exception(record.exc_info[1])}"
         prefix = f"{t:%H:%M:%S}.{t.microsecond // 1000:03d} | {record.levelname:<7} | "
         return f"{prefix}{who} - {msg}" if who else f"{prefix}{record.name} - {msg}"

@@ -23,6 +23,7 @@ from pathlib import Path, PurePath
 from typing import Any, Protocol, runtime_checkable
 
 from .exceptions import SerializationError
+from .settings import get_settings
 
 __all__ = [
     "JSONSerializer",
@@ -286,8 +287,6 @@ def _check_key(key: str) -> None:
 
 def _storage_folder(storage: str | os.PathLike[str] | None) -> Path:
     if storage is None:
-        from .settings import get_settings
-
         return Path(get_settings().storage_path).expanduser().absolute()
     return Path(storage).expanduser().absolute()
 

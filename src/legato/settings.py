@@ -366,6 +366,11 @@ def _is_secret(loc: Any) -> bool:
     return any(w in name for w in ("key", "secret", "password", "token", "database_url"))
 
 
+def settings_loaded() -> bool:
+    """Whether this process has read its settings yet (decorating a function must not)."""
+    return _cache is not None
+
+
 def reset_settings_cache() -> None:
     global _cache
     _cache = None

@@ -12,7 +12,7 @@ import datetime as _dt
 import enum
 from typing import Any
 
-from .exceptions import UnfinishedRun
+from .exceptions import CancelledRun, LegatoError, UnfinishedRun
 
 __all__ = [
     "StateType",
@@ -120,8 +120,6 @@ class State:
         if self.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
             exc = self.data if isinstance(self.data, BaseException) else None
             if exc is None:
-                from .exceptions import CancelledRun, LegatoError
-
                 cls = CancelledRun if self.type is StateType.CANCELLED else LegatoError
                 exc = cls(self.message or f"The run ended in state {self.name}.")
             if raise_on_failure:

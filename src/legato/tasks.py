@@ -17,6 +17,8 @@ from .context import flow_run_ctx
 from .engine.common import Binder, exponential_backoff
 from .exceptions import MappingError, MissingContextError
 from .futures import LegatoFuture, LegatoFutureList
+from .settings import get_settings, settings_loaded
+from .utilities.annotations import unmapped
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,7 +28,7 @@ __all__ = ["task", "Task", "task_input_hash", "exponential_backoff"]
 
 def task_input_hash(context: Any, arguments: dict[str, Any]) -> str | None:
     """Cache key from the task and its inputs (see legato.hashing for what is hashed)."""
-    from .hashing import task_input_hash as _impl
+    from .hashing import task_input_hash as _impl  # lazy: only tasks that cache load hashing
 
     return _impl(context, arguments)
 
@@ -72,10 +74,8 @@ class Task(Generic[P, R]):
         # the first run (importing a module of tasks does not load the settings)
         self._default_retries = retries is None
         if retries is None:
-            from .settings import get_settings
-
-            retries = get_settings().task_default_retries if _settings_loaded() else 0
-            self._default_retries = not _settings_loaded()
+            retries = get_settings().task_default_retries if settings_loaded() else 0
+            self._default_retries = not settings_loaded()
         if retries < 0:
             raise ValueError(f"retries must be 0 or more; got {retries}.")
         self.retries = retries
@@ -183,8 +183,6 @@ class Task(Generic[P, R]):
             **kwargs: Any) -> LegatoFutureList:
         """Submit one task run per element of the iterable arguments (``unmapped`` ones are
         passed whole to every run). All iterables must have the same length."""
-        from .utilities.annotations import unmapped
-
         fctx = self._require_flow("map")
         params = self.binder.bind(args, kwargs, f"Task {self.name!r}")
         iterables: dict[str, list[Any]] = {}
@@ -258,22 +256,17 @@ def _is_iterable(value: Any) -> bool:
     return True
 
 
-def _settings_loaded() -> bool:
-    from . import settings
-
-    return settings._cache is not None
-
-
 def _resolve_cache_policy(cache_policy: Any, cache_key_fn: Any) -> Any:
     if cache_key_fn is not None:
+        # lazy: the cache modules (hashing, ~25 ms) load only for tasks that cache
         from .cache_policies import CacheKeyFnPolicy
 
         return CacheKeyFnPolicy(cache_key_fn)
     if cache_policy is None:
         return None
-    from .cache_policies import NO_CACHE
+    from .cache_policies import NoCache  # lazy, as above
 
-    if cache_policy is NO_CACHE or type(cache_policy).__name__ == "NoCache":
+    if isinstance(cache_policy, NoCache):
         return None
     return cache_policy
 

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..context import FlowRunContext, flow_run_ctx, task_run_ctx
 from ..exceptions import ParameterBindError
 
 _ADJECTIVES = (
@@ -198,8 +199,6 @@ def run_hooks(hooks: Sequence[Callable[..., Any]], args: tuple[Any, ...], logger
     ``context`` (a flow or task run context) is the run context while they run, so a hook can
     call get_run_logger()."""
     if context is not None:
-        from ..context import FlowRunContext, flow_run_ctx, task_run_ctx
-
         var = flow_run_ctx if isinstance(context, FlowRunContext) else task_run_ctx
         token = var.set(context)
         try:

@@ -18,8 +18,9 @@ from ..core.rules import Verdict
 from ..exceptions import SerializationError, TaskTimeoutError
 from ..ids import new_id
 from ..logging import engine_log, patch_print, task_run_logger
+from ..results import load_result, persist_result
 from ..states import State, StateType
-from .common import retry_delay, run_hooks
+from .common import render_run_name, retry_delay, run_hooks
 from .drivers import drive_async, drive_sync
 from .inputs import UpstreamFailed, collect_inputs, resolve_parameters, wait_for_upstream
 from .tracebacks import strip_internal_frames
@@ -58,8 +59,6 @@ class TaskRunEngine:
             task.resolve_default_retries(self.settings)
         n = fctx.next_dynamic_key(task.task_key)
         if task.task_run_name is not None:
-            from .common import render_run_name
-
             name = render_run_name(task.task_run_name, self.params, "task run")
         else:
             name = f"{task.name}-{n}"
@@ -132,8 +131,6 @@ class TaskRunEngine:
         entry = self.client.read_cache(key)
         if entry is None:
             return None
-        from ..results import load_result
-
         try:
             value = load_result(entry["result"])
         except SerializationError as exc:
@@ -147,8 +144,6 @@ class TaskRunEngine:
             return value
         ref = None
         if self.persist:
-            from ..results import persist_result
-
             try:
                 ref = persist_result(value, storage=self.task.result_storage,
                                      serializer=self.task.result_serializer)

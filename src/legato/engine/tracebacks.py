@@ -10,6 +10,8 @@ import traceback
 import types
 from pathlib import Path
 
+from ..settings import get_settings
+
 _PKG_DIR = str(Path(__file__).resolve().parent.parent) + os.sep
 
 
@@ -18,8 +20,6 @@ def is_internal(filename: str) -> bool:
 
 
 def _show_internal() -> bool:
-    from ..settings import get_settings
-
     try:
         return bool(get_settings().debug_mode)
     except Exception:  # noqa: BLE001 - a broken setting must not hide the user's error

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..settings import get_settings
+
 __all__ = ["TaskRunner", "ThreadPoolTaskRunner", "SequentialTaskRunner", "ConcurrentTaskRunner"]
 
 
@@ -57,8 +59,6 @@ class ThreadPoolTaskRunner(TaskRunner):
                 if self._pool is None:
                     workers = self.max_workers
                     if workers is None:
-                        from ..settings import get_settings
-
                         workers = get_settings().task_runner_max_workers or min(
                             32, (os.cpu_count() or 1) + 4
                         )
