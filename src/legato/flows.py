@@ -13,6 +13,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .context import flow_run_ctx
 from .engine.common import Binder
+from .engine.parameters import ParameterValidator
 from .tasks import _loop_running
 
 P = ParamSpec("P")
@@ -90,8 +91,6 @@ class Flow(Generic[P, R]):
 
     def validator(self) -> Any:
         if self._validator is None:
-            from .engine.parameters import ParameterValidator  # lazy: start-up time
-
             self._validator = ParameterValidator(self.fn, self.name)
         return self._validator
 

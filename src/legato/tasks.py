@@ -148,7 +148,7 @@ class Task(Generic[P, R]):
         return_state = kwargs.pop("return_state", False)  # type: ignore[misc]
         wait_for = kwargs.pop("wait_for", None)  # type: ignore[misc]
         params = self.binder.bind(args, kwargs, f"Task {self.name!r}")
-        from .engine.task_engine import TaskRunEngine
+        from .engine.task_engine import TaskRunEngine  # lazy: the engine is ~60 ms of start-up
 
         engine = TaskRunEngine(self, fctx, params, wait_for)
         if self.is_async:
@@ -171,7 +171,7 @@ class Task(Generic[P, R]):
         return self._submit(fctx, params, wait_for)
 
     def _submit(self, fctx: Any, params: dict[str, Any], wait_for: Any) -> LegatoFuture:
-        from .engine.task_engine import TaskRunEngine
+        from .engine.task_engine import TaskRunEngine  # lazy: the engine is ~60 ms of start-up
 
         engine = TaskRunEngine(self, fctx, params, wait_for)
         fut = LegatoFuture(engine.info.id, engine.info.name,

@@ -607,3 +607,34 @@ def test_a_mapped_future_list_passed_to_a_task_arrives_as_results() -> None:
         return total.submit(double.map([1, 2, 3])).result()
 
     assert f() == 12
+
+
+def test_a_mapped_future_list_passed_to_a_task_is_recorded_as_its_upstream() -> None:
+    from legato import flow, task
+    from legato.client import get_client
+    from legato.schemas import TaskRunFilter
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @task
+    def total(xs: list) -> int:
+        return sum(xs)
+
+    @flow
+    def f() -> int:
+        return total.submit(double.map([1, 2])).result()
+
+    state = f(return_state=True)
+    assert state.result() == 6
+    runs = get_client().read_task_runs(TaskRunFilter(flow_run_id=_last_flow_run_id()))
+    doubles = {r.id for r in runs if r.name.startswith("double")}
+    (tot,) = [r for r in runs if r.name.startswith("total")]
+    assert {i["id"] for i in tot.task_inputs["xs"]} == doubles
+
+
+def _last_flow_run_id() -> str:
+    from legato.client import get_client
+
+    return get_client().read_flow_runs()[0].id

@@ -28,6 +28,7 @@ def get_client(settings: Any = None) -> Any:
     with _lock:
         client = _clients.get(key)
         if client is None:
+            # lazy: the store loads SQLAlchemy (~0.3 s), needed only once a flow runs
             from ..store.database import get_database
             from ..store.writer import policy_for
             from .embedded import EmbeddedClient
@@ -49,7 +50,7 @@ def close_clients() -> None:
             c.close()
         except Exception:  # noqa: BLE001 - at exit, nothing to report to
             pass
-    from ..store.database import dispose_all
+    from ..store.database import dispose_all  # lazy, as in get_client
 
     dispose_all()
 

@@ -19,23 +19,23 @@ class UpstreamFailed(Exception):
 _PLAIN = (int, float, str, bytes, bool, type(None))
 
 
-def resolve(value: Any, upstream: list[dict[str, Any]], results_by_id: dict[int, Any] | None,
-            allow: bool = False, depth: int = 0) -> Any:
-    """``value`` with futures replaced by their results; upstream task runs appended."""
+def resolve(value: Any, results_by_id: dict[int, Any] | None, allow: bool = False,
+            depth: int = 0) -> Any:
+    """``value`` with futures replaced by their results (a failed one raises UpstreamFailed
+    unless wrapped in allow_failure). Upstream links are recorded earlier, by collect()."""
     cls = type(value)
     if cls in _PLAIN:
         return value
     if cls is LegatoFuture:
         value.observed = True
         state = value.final_state()
-        upstream.append({"input_type": "task_run", "id": value.task_run_id})
         if state.is_completed():
             return state.result()
         if allow:
             return state.result(raise_on_failure=False)
         raise UpstreamFailed(value.name, state)
     if cls is allow_failure:
-        return resolve(value.value, upstream, results_by_id, True, depth)
+        return resolve(value.value, results_by_id, True, depth)
     if cls is quote:
         return value.value
     if isinstance(value, State):
@@ -43,17 +43,16 @@ def resolve(value: Any, upstream: list[dict[str, Any]], results_by_id: dict[int,
     if results_by_id:
         hit = results_by_id.get(id(value))
         if hit is not None and hit[0] is value:
-            upstream.append({"input_type": "task_run", "id": hit[1]})
-            return value
+            return value  # an earlier task's result: passed on as it is, never copied
     if depth < 3:
         if cls is list or cls is LegatoFutureList:
-            return [resolve(v, upstream, results_by_id, allow, depth + 1) for v in value]
+            return [resolve(v, results_by_id, allow, depth + 1) for v in value]
         if cls is tuple:
-            return tuple(resolve(v, upstream, results_by_id, allow, depth + 1) for v in value)
+            return tuple(resolve(v, results_by_id, allow, depth + 1) for v in value)
         if cls is dict:
-            return {k: resolve(v, upstream, results_by_id, allow, depth + 1) for k, v in value.items()}
+            return {k: resolve(v, results_by_id, allow, depth + 1) for k, v in value.items()}
         if cls is set:
-            return {resolve(v, upstream, results_by_id, allow, depth + 1) for v in value}
+            return {resolve(v, results_by_id, allow, depth + 1) for v in value}
     return value
 
 
@@ -80,7 +79,7 @@ def collect(value: Any, upstream: list[dict[str, Any]], results_by_id: dict[int,
     if depth < 3:
         if cls is dict:
             value = value.values()
-        elif cls is not list and cls is not tuple and cls is not set:
+        elif cls not in (list, tuple, set, LegatoFutureList):
             return
         for v in value:
             if type(v) not in _PLAIN:
@@ -107,27 +106,14 @@ def collect_inputs(params: dict[str, Any], results_by_id: dict[int, Any] | None,
     return inputs
 
 
-def resolve_parameters(
-    params: dict[str, Any], results_by_id: dict[int, Any] | None
-) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """Resolve every parameter; returns (resolved, task_inputs)."""
-    resolved: dict[str, Any] = {}
-    inputs: dict[str, list[dict[str, Any]]] = {}
-    for name, value in params.items():
-        if type(value) in _PLAIN:
-            resolved[name] = value
-            continue
-        up: list[dict[str, Any]] = []
-        resolved[name] = resolve(value, up, results_by_id)
-        if up:
-            inputs[name] = up
-    return resolved, inputs
+def resolve_parameters(params: dict[str, Any],
+                       results_by_id: dict[int, Any] | None) -> dict[str, Any]:
+    """Every parameter resolved (futures waited for and replaced by their results)."""
+    return {name: value if type(value) in _PLAIN else resolve(value, results_by_id)
+            for name, value in params.items()}
 
 
-def wait_for_upstream(wait_for: Any, inputs: dict[str, list[dict[str, Any]]]) -> None:
+def wait_for_upstream(wait_for: Any) -> None:
     """Block on ``wait_for=`` futures; a failed one (not wrapped in allow_failure) raises."""
-    up: list[dict[str, Any]] = []
     for item in wait_for or ():
-        resolve(item, up, None)
-    if up:
-        inputs["wait_for"] = up
+        resolve(item, None)

@@ -82,9 +82,9 @@ class TaskRunEngine:
         """Resolve inputs, consult the cache, go Running. A final state means: do not run."""
         task = self.task
         try:
-            params, inputs = resolve_parameters(self.params, self.flow_ctx.results_by_id)
+            params = resolve_parameters(self.params, self.flow_ctx.results_by_id)
             if self.wait_for:
-                wait_for_upstream(self.wait_for, inputs)
+                wait_for_upstream(self.wait_for)
         except UpstreamFailed as up:
             return S.Failed(
                 f"Upstream task run {up.name!r} ended in state {up.state.name}; this task run "
