@@ -76,7 +76,7 @@ class FlowRunEngine:
             self.parent.log_prints if self.parent else self.settings.logging_log_prints)
         if log_prints:
             patch_print()
-        runner = flow.task_runner.duplicate() if flow.task_runner else _default_runner()
+        runner = self._new_runner()
         self.ctx = FlowRunContext(flow, self.info, client, runner, self.settings, log_prints)
         self.logger = flow_run_logger(self.ctx)
         client.create_flow_run(
@@ -114,6 +114,11 @@ class FlowRunEngine:
                 except Exception:  # noqa: BLE001 - the history itself may be what failed
                     pass
             raise
+
+    def _new_runner(self) -> Any:
+        """A task runner of this flow run's own (the flow's configuration, or a thread pool)."""
+        runner = self.flow.task_runner
+        return runner.duplicate() if runner else ThreadPoolTaskRunner()
 
     def _run_name(self) -> str:
         if self.flow.flow_run_name is not None and self.param_error is None:
@@ -155,7 +160,7 @@ class FlowRunEngine:
             return S.Failed(
                 f"{len(failed)} of {len(self.ctx.futures)} submitted task runs did not complete "
                 f"(first: {failed[0].name!r} ended {failed[0].final_state().name}).",
-                data=_first_exception(failed),
+                data=exc,
             )
         ref = None
         if self.flow.persist_result:
@@ -229,8 +234,7 @@ class FlowRunEngine:
         """Mark every unfinished task run Crashed now and stop the runner without waiting: code
         still running in a worker thread goes on in the background, its outcome discarded."""
         self._crash_live(message)
-        runner, self.ctx.task_runner = self.ctx.task_runner, (
-            self.flow.task_runner.duplicate() if self.flow.task_runner else _default_runner())
+        runner, self.ctx.task_runner = self.ctx.task_runner, self._new_runner()
         runner.shutdown(wait=False)
 
     def finish(self, state: State) -> State:
@@ -260,7 +264,6 @@ class FlowRunEngine:
         self.client.end_flow_run(self.run_id)
         return state
 
-    # -- drivers ---------------------------------------------------------------------------------
     # -- what the attempt loop (engine/drivers.py) needs -----------------------------------------
     @property
     def fn(self) -> Any:
@@ -321,10 +324,6 @@ def outcome(state: State, return_state: bool) -> Any:
     if isinstance(exc, BaseException):
         raise strip_internal_frames(exc)
     raise LegatoError(state.message or f"The flow run ended in state {state.name}.")
-
-
-def _default_runner() -> Any:
-    return ThreadPoolTaskRunner()
 
 
 def _raw_params(flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
