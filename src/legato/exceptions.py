@@ -53,6 +53,26 @@ class DatabaseCorruptError(StoreError):
     pass
 
 
+class ConflictError(StoreError):
+    """The data contradicts what is stored (a duplicate id, a reference to a missing run)."""
+
+
+class ServerUnreachableError(LegatoError):
+    """The Legato server did not answer (after the HTTP client's retries)."""
+
+
+class ServerError(LegatoError):
+    """The Legato server answered with an error."""
+
+    def __init__(self, message: str, status_code: int = 0) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class AuthenticationError(ServerError):
+    """The Legato server wants an API key, or refused the one given."""
+
+
 class ObjectNotFound(LegatoError):
     pass
 

@@ -56,6 +56,48 @@ def _model():
         )
         api_url: str | None = Field(None, description="URL of a Legato server's API.")
         api_key: str | None = Field(None, description="API key sent to the Legato server.")
+        api_request_timeout: float = Field(
+            30.0, description="Seconds the HTTP client waits for one answer from the server."
+        )
+        api_request_retries: int = Field(
+            6,
+            description="How often the HTTP client retries a call the server did not answer "
+            "(connection refused, timeout, 502/503/504), with exponential backoff.",
+        )
+        server_api_host: str = Field("127.0.0.1", description="Address `legato server start` binds.")
+        server_api_port: int = Field(4200, description="Port `legato server start` listens on.")
+        server_api_keys: str | None = Field(
+            None,
+            description="Comma-separated API keys the server accepts (Authorization: Bearer KEY). "
+            "Unset (and no keys file): the API is open and the server binds to localhost only.",
+        )
+        server_api_keys_file: Path | None = Field(
+            None,
+            description="A file of accepted API keys, one SHA-256 hex digest per line "
+            "(`legato server hash-key KEY` prints one).",
+        )
+        server_max_body_bytes: int = Field(
+            16_000_000, description="Largest request body the server accepts (bytes)."
+        )
+        server_services_enabled: bool = Field(
+            True, description="Run the background services (retention, ...) in the server process."
+        )
+        concurrency_slot_wait_seconds: float = Field(
+            0.5,
+            description="How long a task run waits before asking again for a slot of a full tag "
+            "concurrency limit.",
+        )
+        retention_flow_runs_days: float | None = Field(
+            None,
+            description="Delete finished flow runs (with their task runs, states and logs) older "
+            "than this many days. Unset: keep forever.",
+        )
+        retention_task_runs_days: float | None = Field(
+            None, description="Delete finished task runs (and their states) older than this many days."
+        )
+        retention_logs_days: float | None = Field(
+            None, description="Delete log lines older than this many days."
+        )
         logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
             "INFO", description="Lowest level of run log lines stored and shown."
         )
@@ -168,6 +210,7 @@ def save_profiles(data: dict[str, Any], home: Path | None = None) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".toml.tmp")
         tmp.write_text(tomli_w.dumps(data))
+        tmp.chmod(0o600)  # it may hold an API key
         tmp.replace(path)
     except OSError as exc:
         raise ConfigurationError(f"Cannot write the profiles file {path}: {exc.strerror}.") from None
@@ -259,6 +302,18 @@ KINDS: dict[str, Any] = {
     "database_busy_timeout": "float",
     "api_url": "str?",
     "api_key": "str?",
+    "api_request_timeout": "float",
+    "api_request_retries": "int",
+    "server_api_host": "str",
+    "server_api_port": "int",
+    "server_api_keys": "str?",
+    "server_api_keys_file": "path?",
+    "server_max_body_bytes": "int",
+    "server_services_enabled": "bool",
+    "concurrency_slot_wait_seconds": "float",
+    "retention_flow_runs_days": "float?",
+    "retention_task_runs_days": "float?",
+    "retention_logs_days": "float?",
     "logging_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     "logging_to_console": "bool",
     "logging_log_prints": "bool",
@@ -277,7 +332,12 @@ DEFAULTS: dict[str, Any] = {
     "logging_log_prints": False, "debug_mode": False, "history_write_mode": "batched",
     "history_flush_interval": 0.5, "results_persist_by_default": False,
     "local_storage_path": None, "task_runner_max_workers": None, "task_default_retries": 0,
-    "flow_default_retries": 0,
+    "flow_default_retries": 0, "api_request_timeout": 30.0, "api_request_retries": 6,
+    "server_api_host": "127.0.0.1", "server_api_port": 4200, "server_api_keys": None,
+    "server_api_keys_file": None, "server_max_body_bytes": 16_000_000,
+    "server_services_enabled": True, "concurrency_slot_wait_seconds": 0.5,
+    "retention_flow_runs_days": None, "retention_task_runs_days": None,
+    "retention_logs_days": None,
 }
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}

@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 
 from ..settings import active_profile_name, load_profiles
-from . import config, flow_run, profile, task_run
+from ..version import legato_version
+from . import concurrency_limit, config, flow_run, login, profile, server, task_run
 from ._common import handles_errors
 
 app = typer.Typer(
@@ -28,16 +29,10 @@ app.add_typer(config.app, name="config")
 app.add_typer(profile.app, name="profile")
 app.add_typer(flow_run.app, name="flow-run")
 app.add_typer(task_run.app, name="task-run")
-
-
-def legato_version() -> str:
-    # importlib.metadata costs ~40 ms to import: lazy, for CLI start-up time
-    from importlib import metadata
-
-    try:
-        return metadata.version("legato")
-    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
+app.add_typer(server.app, name="server")
+app.add_typer(server.orion_app, name="orion")
+app.add_typer(concurrency_limit.app, name="concurrency-limit")
+app.command("login")(login.login)
 
 
 def _print_version(value: bool) -> None:

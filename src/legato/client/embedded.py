@@ -107,3 +107,24 @@ class EmbeddedClient:
     def read_logs(self, **kw: Any) -> list[LogRecord]:
         self.writer.flush()
         return _queries().read_logs(self.db, **kw)
+
+    # tag concurrency limits (the server's core does the same against the same tables)
+    def _server_core(self) -> Any:
+        from ..core.server_core import ServerCore
+
+        return ServerCore(self.db, slot_wait=self.core.slot_wait)
+
+    def set_concurrency_limit(self, tag: str, limit: int) -> dict[str, Any]:
+        return self._server_core().set_concurrency_limit(tag, limit)
+
+    def read_concurrency_limit(self, tag: str) -> dict[str, Any]:
+        return self._server_core().read_concurrency_limit(tag)
+
+    def read_concurrency_limits(self) -> list[dict[str, Any]]:
+        return self._server_core().read_concurrency_limits(limit=10_000)
+
+    def reset_concurrency_limit(self, tag: str) -> dict[str, Any]:
+        return self._server_core().reset_concurrency_limit(tag)
+
+    def delete_concurrency_limit(self, tag: str) -> None:
+        self._server_core().delete_concurrency_limit(tag)

@@ -1,4 +1,4 @@
-"""Which client the SDK uses: the embedded one unless a server is configured (next issue)."""
+"""Which client the SDK uses: the HTTP client when LEGATO_API_URL is set, else the embedded one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import atexit
 import threading
 from typing import Any
 
-from ..exceptions import ConfigurationError
 from ..settings import get_settings
 
 _clients: dict[tuple[Any, ...], Any] = {}
@@ -17,11 +16,9 @@ def get_client(settings: Any = None) -> Any:
     """The client for the current settings (one per history database and write mode)."""
     s = settings or get_settings()
     if s.api_url:
-        raise ConfigurationError(
-            f"LEGATO_API_URL is set ({s.api_url}), but this Legato build has no HTTP client yet; "
-            "unset it (`legato config unset LEGATO_API_URL`) to use the embedded history."
-        )
-    key = (s.resolved_database_url, s.database_busy_timeout, s.history_write_mode)
+        key: tuple[Any, ...] = ("http", s.api_url, s.api_key, s.history_write_mode)
+    else:
+        key = (s.resolved_database_url, s.database_busy_timeout, s.history_write_mode)
     client = _clients.get(key)
     if client is not None:
         return client
@@ -29,12 +26,22 @@ def get_client(settings: Any = None) -> Any:
         client = _clients.get(key)
         if client is None:
             # lazy: the store loads SQLAlchemy (~0.3 s), needed only once a flow runs
-            from ..store.database import get_database
             from ..store.writer import policy_for
-            from .embedded import EmbeddedClient
 
-            db = get_database(s.resolved_database_url, s.database_busy_timeout)
-            client = EmbeddedClient(db, policy_for(s.history_write_mode, s.history_flush_interval))
+            policy = policy_for(s.history_write_mode, s.history_flush_interval)
+            if s.api_url:
+                from .http import HttpClient, Transport
+
+                transport = Transport(s.api_url, s.api_key, timeout=s.api_request_timeout,
+                                      retries=s.api_request_retries)
+                client = HttpClient(transport, policy, slot_wait=s.concurrency_slot_wait_seconds)
+            else:
+                from ..store.database import get_database
+                from .embedded import EmbeddedClient
+
+                db = get_database(s.resolved_database_url, s.database_busy_timeout)
+                client = EmbeddedClient(db, policy)
+                client.core.slot_wait = s.concurrency_slot_wait_seconds
             _clients[key] = client
             _register_atexit()
         return client

@@ -49,11 +49,13 @@ class Verdict(str, enum.Enum):
     ACCEPT = "ACCEPT"  # record the new state
     REJECT = "REJECT"  # refuse it; the run keeps its current state
     NOOP = "NOOP"  # the run is already in that state; nothing to record
+    WAIT = "WAIT"  # not now (a full tag concurrency limit): ask again after ``retry_after`` s
 
 
 class Decision(NamedTuple):
     verdict: Verdict
     reason: str | None = None
+    retry_after: float | None = None
 
     @property
     def accepted(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 from .. import states as S
@@ -109,9 +110,21 @@ class TaskRunEngine:
         self.info.run_count = self.attempt
         state = S.Running() if self.attempt == 1 else S.Retrying()
         decision = self.client.set_task_run_state(self.info.id, state)
+        if decision.verdict is Verdict.WAIT:
+            decision = self._wait_for_slot(state, decision)
         if decision.verdict is Verdict.REJECT:
             return S.Crashed(f"The task run was not started: {decision.reason}")
         return None
+
+    def _wait_for_slot(self, state: State, decision: Any) -> Any:
+        """A tag concurrency limit is full: ask again until a slot frees (the wait is logged
+        once, and the task run stays Pending meanwhile)."""
+        self.logger.info("Waiting for a concurrency slot: %s", decision.reason)
+        while decision.verdict is Verdict.WAIT:
+            time.sleep(decision.retry_after or 0.5)
+            state = S.Running() if self.attempt == 1 else S.Retrying()
+            decision = self.client.set_task_run_state(self.info.id, state)
+        return decision
 
     def _cache_lookup(self) -> State | None:
         task = self.task

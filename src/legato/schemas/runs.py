@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ..states import StateType
 
@@ -82,25 +82,39 @@ class LogRecord(_Model):
     timestamp: dt.datetime
 
 
+_ID_OR_PREFIX = r"^[0-9a-fA-F-]{1,36}$"
+_UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_MAX_OFFSET = 2**31 - 1
+
+
 class FlowRunFilter(_Model):
     """Which flow runs to list. Every field narrows the list; None means any."""
 
-    flow_name: str | None = None
+    flow_name: str | None = Field(None, max_length=255)
+    flow_id: str | None = Field(None, pattern=_UUID)
+    name_like: str | None = Field(None, max_length=255, description="Part of the run's name.")
+    ids: list[Annotated[str, Field(pattern=_UUID)]] | None = Field(None, max_length=1000)
     state_types: list[StateType] | None = None
-    state_names: list[str] | None = None
-    tags_all: list[str] | None = None
-    parent_task_run_id: str | None = None
-    start_after: dt.datetime | None = None
-    start_before: dt.datetime | None = None
+    state_names: list[Annotated[str, Field(max_length=64)]] | None = None
+    tags_all: list[Annotated[str, Field(max_length=255)]] | None = Field(None, max_length=50)
+    parent_task_run_id: str | None = Field(None, pattern=_UUID)
+    parent_flow_run_id: str | None = Field(
+        None, pattern=_UUID, description="Subflow runs of this flow run.")
+    start_after: AwareDatetime | None = None
+    start_before: AwareDatetime | None = None
     sort: Literal["created_desc", "created_asc", "start_time_desc", "name_asc"] = "created_desc"
     limit: int = Field(100, ge=1, le=10_000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=_MAX_OFFSET)
 
 
 class TaskRunFilter(_Model):
-    flow_run_id: str | None = None
+    flow_run_id: str | None = Field(None, pattern=_ID_OR_PREFIX)
+    ids: list[Annotated[str, Field(pattern=_UUID)]] | None = Field(None, max_length=1000)
     state_types: list[StateType] | None = None
-    name_like: str | None = None
+    name_like: str | None = Field(None, max_length=255)
+    tags_all: list[Annotated[str, Field(max_length=255)]] | None = Field(None, max_length=50)
+    start_after: AwareDatetime | None = None
+    start_before: AwareDatetime | None = None
     sort: Literal["created_asc", "created_desc"] = "created_asc"
     limit: int = Field(1000, ge=1, le=1_000_000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=_MAX_OFFSET)

@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
 from ..exceptions import (
+    ConflictError,
     DatabaseCorruptError,
     DatabaseLockedError,
     HomeNotWritableError,
@@ -28,7 +29,7 @@ from ..exceptions import (
 from . import models
 
 #: The newest migration's revision. A test checks it matches the migrations folder.
-HEAD_REVISION = "0001_initial"
+HEAD_REVISION = "0002_concurrency_limit"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 _engines: dict[tuple[str, float], Database] = {}
@@ -180,6 +181,11 @@ class Database:
                 f"Cannot write the run history {where} ({text}). Make its folder writable or "
                 "set LEGATO_HOME to a folder you can write."
             )
+        if isinstance(exc, sa_exc.IntegrityError):
+            return ConflictError(
+                f"The history refused the data: {_first_line(text)}. A run with that id may "
+                "exist already, or a run it points at may not exist."
+            )
         if any(w in low for w in _CONNECT_FAILURES):
             return StoreError(
                 f"Cannot connect to the run history database {self.display}: {text.strip()}. "
@@ -200,6 +206,10 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _ensure_dir(path: Path) -> None:

@@ -204,3 +204,15 @@ cache_entry = sa.Table(
     sa.Column("expiration", Timestamp, nullable=True),
     sa.Column("created", Timestamp, nullable=False),
 )
+
+# a tag's concurrency limit: at most ``concurrency_limit`` task runs with the tag Running at once;
+# ``active_slots`` lists the task run ids holding a slot (taken on Running, given back on leaving it)
+concurrency_limit = sa.Table(
+    "concurrency_limit",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("tag", sa.String(255), nullable=False, unique=True),
+    sa.Column("concurrency_limit", sa.Integer, nullable=False),
+    sa.Column("active_slots", JSON, nullable=False, default=list),
+    *_stamps(),
+)

@@ -38,10 +38,32 @@ def _resolve_id(conn: sa.Connection, table: sa.Table, run_id: str, what: str) ->
 
 def read_flow_runs(db: Database, flt: FlowRunFilter | None = None) -> list[FlowRun]:
     flt = flt or FlowRunFilter()
+    q = _flow_run_query(db, flt, sa.select(*_flow_run_cols), ordered=True)
+    q = q.limit(flt.limit).offset(flt.offset)
+    return [FlowRun(**r) for r in _rows(db, q)]
+
+
+def count_flow_runs(db: Database, flt: FlowRunFilter) -> int:
+    q = _flow_run_query(db, flt, sa.select(sa.func.count()), ordered=False)
+    with db.read() as conn:
+        return int(conn.execute(q).scalar() or 0)
+
+
+def _flow_run_query(db: Database, flt: FlowRunFilter, q: Any, *, ordered: bool) -> Any:
     fr, f = models.flow_run, models.flow
-    q = sa.select(*_flow_run_cols).select_from(fr.join(f, f.c.id == fr.c.flow_id))
+    q = q.select_from(fr.join(f, f.c.id == fr.c.flow_id))
     if flt.flow_name is not None:
         q = q.where(f.c.name == flt.flow_name)
+    if flt.flow_id is not None:
+        q = q.where(fr.c.flow_id == flt.flow_id)
+    if flt.name_like:
+        q = q.where(fr.c.name.like(f"%{_escape_like(flt.name_like)}%", escape="\\"))
+    if flt.ids is not None:
+        q = q.where(fr.c.id.in_(flt.ids))
+    if flt.parent_flow_run_id is not None:
+        tr = models.task_run
+        q = q.where(fr.c.parent_task_run_id.in_(
+            sa.select(tr.c.id).where(tr.c.flow_run_id == flt.parent_flow_run_id)))
     if flt.state_types:
         q = q.where(fr.c.state_type.in_([s.value for s in flt.state_types]))
     if flt.state_names:
@@ -53,31 +75,35 @@ def read_flow_runs(db: Database, flt: FlowRunFilter | None = None) -> list[FlowR
         q = q.where(start >= flt.start_after)
     if flt.start_before is not None:
         q = q.where(start <= flt.start_before)
-    order = {
-        "created_desc": [fr.c.created.desc(), fr.c.id],
-        "created_asc": [fr.c.created.asc(), fr.c.id],
-        "start_time_desc": [fr.c.start_time.desc(), fr.c.id],
-        "name_asc": [fr.c.name.asc(), fr.c.id],
-    }[flt.sort]
-    q = q.order_by(*order)
+    if ordered:
+        order = {
+            "created_desc": [fr.c.created.desc(), fr.c.id],
+            "created_asc": [fr.c.created.asc(), fr.c.id],
+            "start_time_desc": [fr.c.start_time.desc(), fr.c.id],
+            "name_asc": [fr.c.name.asc(), fr.c.id],
+        }[flt.sort]
+        q = q.order_by(*order)
     if flt.tags_all:
         # in the database, so that limit/offset page through matches and nothing is over-read
-        q = q.where(*_has_tags(db, flt.tags_all))
-    q = q.limit(flt.limit).offset(flt.offset)
-    return [FlowRun(**r) for r in _rows(db, q)]
+        q = q.where(*_has_tags(db, flt.tags_all, "flow_run"))
+    return q
 
 
-def _has_tags(db: Database, tags: list[str]) -> list[Any]:
-    """Conditions: the flow run's JSON tag list holds every one of ``tags``."""
+def _has_tags(db: Database, tags: list[str], table: str) -> list[Any]:
+    """Conditions: the run's JSON tag list holds every one of ``tags``."""
     if db.is_sqlite:
         return [
             sa.text(
-                f"EXISTS (SELECT 1 FROM json_each(flow_run.tags) WHERE json_each.value = :tag{i})"
-            ).bindparams(**{f"tag{i}": tag})
+                f"EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE json_each.value = :{table}_tag{i})"
+            ).bindparams(**{f"{table}_tag{i}": tag})
             for i, tag in enumerate(tags)
         ]
-    return [sa.text("flow_run.tags @> CAST(:tags_all AS jsonb)").bindparams(
-        tags_all=json.dumps(list(tags)))]
+    return [sa.text(f"{table}.tags @> CAST(:{table}_tags_all AS jsonb)").bindparams(
+        **{f"{table}_tags_all": json.dumps(list(tags))})]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def read_flow_run(db: Database, run_id: str) -> FlowRun:
@@ -101,18 +127,38 @@ def read_flow_run(db: Database, run_id: str) -> FlowRun:
 def read_task_runs(db: Database, flt: TaskRunFilter | None = None) -> list[TaskRun]:
     flt = flt or TaskRunFilter()
     tr = models.task_run
-    q = sa.select(tr)
     with db.read() as conn:
-        if flt.flow_run_id is not None:
-            q = q.where(tr.c.flow_run_id == _resolve_id(conn, models.flow_run, flt.flow_run_id, "flow run"))
-        if flt.state_types:
-            q = q.where(tr.c.state_type.in_([s.value for s in flt.state_types]))
-        if flt.name_like:
-            q = q.where(tr.c.name.like(f"%{flt.name_like}%"))
+        q = _task_run_query(conn, db, flt, sa.select(tr))
         order = tr.c.created.asc() if flt.sort == "created_asc" else tr.c.created.desc()
         q = q.order_by(order, tr.c.id).limit(flt.limit).offset(flt.offset)
         rows = conn.execute(q).mappings().all()
     return [TaskRun(**r) for r in rows]
+
+
+def count_task_runs(db: Database, flt: TaskRunFilter) -> int:
+    with db.read() as conn:
+        q = _task_run_query(conn, db, flt, sa.select(sa.func.count()).select_from(models.task_run))
+        return int(conn.execute(q).scalar() or 0)
+
+
+def _task_run_query(conn: sa.Connection, db: Database, flt: TaskRunFilter, q: Any) -> Any:
+    tr = models.task_run
+    if flt.flow_run_id is not None:
+        q = q.where(tr.c.flow_run_id == _resolve_id(conn, models.flow_run, flt.flow_run_id, "flow run"))
+    if flt.state_types:
+        q = q.where(tr.c.state_type.in_([s.value for s in flt.state_types]))
+    if flt.name_like:
+        q = q.where(tr.c.name.like(f"%{_escape_like(flt.name_like)}%", escape="\\"))
+    if flt.ids is not None:
+        q = q.where(tr.c.id.in_(flt.ids))
+    if flt.tags_all:
+        q = q.where(*_has_tags(db, flt.tags_all, "task_run"))
+    start = sa.func.coalesce(tr.c.start_time, tr.c.created)
+    if flt.start_after is not None:
+        q = q.where(start >= flt.start_after)
+    if flt.start_before is not None:
+        q = q.where(start <= flt.start_before)
+    return q
 
 
 def read_task_run(db: Database, run_id: str) -> TaskRun:
@@ -145,6 +191,7 @@ def read_logs(
     min_level: int = 0,
     limit: int | None = None,
     include_task_logs: bool = True,
+    offset: int = 0,
 ) -> list[LogRecord]:
     lg = models.log
     q = sa.select(lg)
@@ -161,6 +208,8 @@ def read_logs(
         q = q.order_by(lg.c.timestamp, lg.c.id)
         if limit:
             q = q.limit(limit)
+        if offset:
+            q = q.offset(offset)
         return [LogRecord(**r) for r in conn.execute(q).mappings()]
 
 

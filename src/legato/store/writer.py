@@ -99,7 +99,10 @@ def policy_for(mode: str, interval: float = 0.5) -> WritePolicy:
     return BatchedPolicy(interval=interval)
 
 
-class _Buffer:
+class Buffer:
+    """Rows waiting to be written, by table (coalesced per run). The HTTP client sends one
+    as a batch (:meth:`to_payload`); the server writes it back with the same writer."""
+
     __slots__ = (
         "flows",
         "flow_run_inserts",
@@ -123,6 +126,20 @@ class _Buffer:
         self.logs: list[dict[str, Any]] = []
         self.cache: dict[str, dict[str, Any]] = {}
 
+    def to_payload(self) -> dict[str, Any]:
+        """The buffer as the API's HistoryBatch (JSON-ready but for datetimes)."""
+        return {
+            "flows": self.flows,
+            "flow_run_inserts": list(self.flow_run_inserts.values()),
+            "flow_run_updates": self.flow_run_updates,
+            "task_run_inserts": list(self.task_run_inserts.values()),
+            "task_run_updates": self.task_run_updates,
+            "flow_run_states": self.flow_run_states,
+            "task_run_states": self.task_run_states,
+            "logs": self.logs,
+            "cache": list(self.cache.values()),
+        }
+
     def row_count(self) -> int:
         return (
             len(self.flows) + len(self.flow_run_inserts) + len(self.flow_run_updates)
@@ -135,15 +152,16 @@ class _Buffer:
 class HistoryWriter:
     """Buffers history rows and writes them in one transaction per flush."""
 
-    def __init__(self, db: Database, policy: WritePolicy | None = None) -> None:
+    def __init__(self, db: Database | None, policy: WritePolicy | None = None) -> None:
         self.db = db
         self.policy = policy or BatchedPolicy()
-        self._buf = _Buffer()
+        self._buf = Buffer()
         self._lock = threading.Lock()  # guards the buffer
         self._flush_lock = threading.Lock()  # one flush at a time, in order
         self.pending_rows = 0
         self._started = False
-        self._fast = FastStatements(db.engine.dialect)
+        # (the HTTP client's writer has no database: it sends its batches to the server)
+        self._fast = FastStatements(db.engine.dialect) if db is not None else None
 
     def _ensure_started(self) -> None:
         if not self._started:
@@ -268,31 +286,30 @@ class HistoryWriter:
         with the rows put back so a later flush can still write them."""
         with self._flush_lock:
             with self._lock:
-                buf, self._buf = self._buf, _Buffer()
+                buf, self._buf = self._buf, Buffer()
                 count, self.pending_rows = self.pending_rows, 0
             if not count:
                 return
             try:
-                self._write(buf)
-            except (DatabaseLockedError, DatabaseCorruptError, HomeNotWritableError):
-                self._restore(buf, count)
-                raise
-            except Exception as exc:
-                # A value the database cannot store (a NUL character or a NaN on PostgreSQL, a
-                # lone surrogate from a surrogateescape'd file name...) would otherwise stay in
-                # the buffer and fail every later flush. Clean such values and try once more;
-                # the hot path pays nothing for this.
-                if not is_data_error(exc) or not _sanitize(buf):
-                    self._restore(buf, count)
-                    raise
-                try:
-                    self._write(buf)
-                except BaseException:
-                    self._restore(buf, count)
-                    raise
+                self.write_buffer(buf)
             except BaseException:
                 self._restore(buf, count)
                 raise
+
+    def write_buffer(self, buf: Buffer) -> None:
+        """Write ``buf`` in one transaction, now (the server writes a client's batch so)."""
+        try:
+            self._write(buf)
+        except (DatabaseLockedError, DatabaseCorruptError, HomeNotWritableError):
+            raise
+        except Exception as exc:
+            # A value the database cannot store (a NUL character or a NaN on PostgreSQL, a
+            # lone surrogate from a surrogateescape'd file name...) would otherwise stay in
+            # the buffer and fail every later flush. Clean such values and try once more;
+            # the hot path pays nothing for this.
+            if not is_data_error(exc) or not _sanitize(buf):
+                raise
+            self._write(buf)
 
     def discard_flow_run(self, run_id: str) -> bool:
         """Drop a flow run that never started from the buffer: its row, states and logs, and
@@ -315,7 +332,7 @@ class HistoryWriter:
             self.pending_rows = buf.row_count()
             return found
 
-    def _restore(self, old: _Buffer, count: int) -> None:
+    def _restore(self, old: Buffer, count: int) -> None:
         with self._lock:
             new = self._buf
             old.flows.extend(new.flows)
@@ -333,7 +350,7 @@ class HistoryWriter:
             # recounted: rows of the failed flush and later ones for the same run merged
             self.pending_rows = old.row_count()
 
-    def _write(self, buf: _Buffer) -> None:
+    def _write(self, buf: Buffer) -> None:
         fast = self._fast
         fast.begin_flush()
         try:
@@ -341,7 +358,7 @@ class HistoryWriter:
         finally:
             fast.begin_flush()  # drop the memo's strings
 
-    def _write_tables(self, buf: _Buffer, fast: FastStatements) -> None:
+    def _write_tables(self, buf: Buffer, fast: FastStatements) -> None:
         with self.db.write() as conn:
             if buf.flows:
                 fast.insert(conn, models.flow, buf.flows)
@@ -371,7 +388,7 @@ class HistoryWriter:
         self.flush()
 
 
-def _sanitize(buf: _Buffer) -> bool:
+def _sanitize(buf: Buffer) -> bool:
     """Clean every buffered value in place; True if anything changed."""
     return clean_rows([*buf.flows, *buf.flow_run_inserts.values(),
                        *buf.flow_run_updates.values(), *buf.task_run_inserts.values(),

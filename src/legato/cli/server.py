@@ -1,0 +1,64 @@
+"""`legato server start` (alias `legato orion start`) and `legato server hash-key`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._common import console, handles_errors, warn
+
+app = typer.Typer(help="Run the Legato server (API, and later the UI).", no_args_is_help=True)
+orion_app = typer.Typer(help="Prefect 2's name for `legato server`.", no_args_is_help=True)
+
+
+@handles_errors
+def _start(host: str | None, port: int | None, allow_unauthenticated: bool, log_level: str,
+           access_log: bool) -> None:
+    from ..server.app import check_bind, create_app
+    from ..server.security import load_key_digests
+    from ..settings import get_settings
+
+    s = get_settings()
+    host = host or s.server_api_host
+    port = port if port is not None else s.server_api_port
+    keys = load_key_digests(s)
+    check_bind(host, bool(keys), allow_unauthenticated)
+    if not keys:
+        warn("No API keys are set (LEGATO_SERVER_API_KEYS): any program that can reach "
+             f"{host}:{port} can read and change every run.")
+    import uvicorn  # lazy: only the server needs it
+
+    app = create_app(s)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    out = console()
+    out.print(f"Legato server starting on http://{host}:{port}")
+    out.print(f"  API:  http://{shown}:{port}/api   (docs: http://{shown}:{port}/api/docs)")
+    out.print(f"  Use it:  legato config set LEGATO_API_URL=http://{shown}:{port}/api")
+    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log,
+                lifespan="on")
+
+
+def _start_command(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 4200).")] = None,
+    allow_unauthenticated: Annotated[bool, typer.Option(
+        "--allow-unauthenticated",
+        help="Listen beyond this machine without API keys (a proxy checks access).")] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Start the server: the REST API under /api, on the history database (migrated on start)."""
+    _start(host, port, allow_unauthenticated, log_level, access_log)
+
+
+app.command("start")(_start_command)
+orion_app.command("start")(_start_command)
+
+
+@app.command("hash-key")
+def hash_key(key: Annotated[str, typer.Argument(help="The API key to hash.")]) -> None:
+    """Print a key's SHA-256 digest, for a LEGATO_SERVER_API_KEYS_FILE line."""
+    from ..server.security import hash_key as digest
+
+    typer.echo(digest(key))

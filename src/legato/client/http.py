@@ -1,0 +1,514 @@
+"""The HTTP client: the same client interface as the embedded one, over the server's API.
+
+The hot path makes no round trip per task: the core runs here (the same rules and effects as in
+embedded mode) for the task runs this process drives, and their rows, states and log lines go to
+the server in batches (``POST /api/history/batch``), flushed in the background every
+``LEGATO_HISTORY_FLUSH_INTERVAL`` seconds and before a flow call returns. What the server must
+decide - a flow run's states (the server may have cancelled it), a task run's slot of a tag
+concurrency limit, a cache lookup - is asked at once.
+
+Calls the server does not answer (refused connection, timeout, 502/503/504) are retried with
+exponential backoff; one that never gets through raises one ServerUnreachableError.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import time
+from typing import Any
+
+from ..core.orchestrator import Orchestrator
+from ..core.rules import Decision, Verdict
+from ..exceptions import (
+    AuthenticationError,
+    ConflictError,
+    ObjectNotFound,
+    ServerError,
+    ServerUnreachableError,
+)
+from ..schemas.api import API_VERSION, API_VERSION_HEADER
+from ..states import State, StateType
+from ..store.writer import Buffer, HistoryWriter, WritePolicy
+
+_RETRY_STATUS = frozenset({502, 503, 504})
+_UTC = dt.timezone.utc
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_UTC)
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+def dumps(payload: Any) -> bytes:
+    return json.dumps(payload, default=_default, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _detail(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        return detail if isinstance(detail, str) else json.dumps(detail)[:1000]
+    return str(body)[:500]
+
+
+class Transport:
+    """One server: its URL, key, an httpx connection pool, and the retry policy."""
+
+    def __init__(self, url: str, key: str | None = None, *, timeout: float = 30.0,
+                 retries: int = 6) -> None:
+        import httpx  # lazy: only a process that talks to a server pays for it
+
+        self.url = url.rstrip("/")
+        self.retries = retries
+        headers = {API_VERSION_HEADER: API_VERSION, "Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._httpx = httpx
+        self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._async_client: Any = None
+        self._headers = headers
+        self._timeout = timeout
+
+    def _raise_for(self, method: str, path: str, response: Any) -> None:
+        status = response.status_code
+        detail = _detail(response)
+        if status == 401:
+            raise AuthenticationError(
+                f"The Legato server at {self.url} refused the call: {detail}", status)
+        if status == 404:
+            raise ObjectNotFound(detail)
+        if status == 409:
+            raise ConflictError(detail)
+        raise ServerError(f"The Legato server at {self.url} answered {method} {path} with "
+                          f"{status}: {detail}", status)
+
+    def _unreachable(self, exc: BaseException | None, status: int | None) -> ServerUnreachableError:
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else f"HTTP {status}"
+        return ServerUnreachableError(
+            f"Could not reach the Legato server at {self.url} after {self.retries + 1} attempts "
+            f"({why}). Is `legato server start` running there? Check LEGATO_API_URL, or unset it "
+            "to use the embedded history."
+        )
+
+    def request(self, method: str, path: str, body: Any = None, *,
+                ok: tuple[int, ...] = (200, 201, 204), passthrough: tuple[int, ...] = ()) -> Any:
+        content = dumps(body) if body is not None else None
+        exc: BaseException | None = None
+        status: int | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._client.request(method, path, content=content)
+            except self._httpx.TransportError as e:  # refused, reset, timed out
+                exc, status = e, None
+            else:
+                if response.status_code in ok or response.status_code in passthrough:
+                    return response
+                if response.status_code not in _RETRY_STATUS:
+                    self._raise_for(method, path, response)
+                exc, status = None, response.status_code
+            if attempt < self.retries:
+                time.sleep(min(0.1 * 2**attempt, 5.0) * (0.5 + random.random() / 2))
+        raise self._unreachable(exc, status)
+
+    async def arequest(self, method: str, path: str, body: Any = None, *,
+                       ok: tuple[int, ...] = (200, 201, 204),
+                       passthrough: tuple[int, ...] = ()) -> Any:
+        import asyncio
+
+        if self._async_client is None:
+            self._async_client = self._httpx.AsyncClient(
+                base_url=self.url, headers=self._headers, timeout=self._timeout)
+        content = dumps(body) if body is not None else None
+        exc: BaseException | None = None
+        status: int | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self._async_client.request(method, path, content=content)
+            except self._httpx.TransportError as e:
+                exc, status = e, None
+            else:
+                if response.status_code in ok or response.status_code in passthrough:
+                    return response
+                if response.status_code not in _RETRY_STATUS:
+                    self._raise_for(method, path, response)
+                exc, status = None, response.status_code
+            if attempt < self.retries:
+                await asyncio.sleep(min(0.1 * 2**attempt, 5.0) * (0.5 + random.random() / 2))
+        raise self._unreachable(exc, status)
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+
+class RemoteWriter(HistoryWriter):
+    """The history writer whose flush is one POST of the batch (same buffering, coalescing and
+    policies as the embedded writer; a failed POST keeps the rows for the next flush)."""
+
+    def __init__(self, transport: Transport, policy: WritePolicy | None = None) -> None:
+        super().__init__(None, policy)
+        self.transport = transport
+
+    def write_buffer(self, buf: Buffer) -> None:
+        self.transport.request("POST", "/history/batch", buf.to_payload())
+
+
+def _state_body(state: State) -> dict[str, Any]:
+    return {"type": state.type.value, "name": state.name, "message": state.message,
+            "timestamp": state.timestamp, "details": state.details or {}}
+
+
+class RemoteOrchestrator(Orchestrator):
+    """The core in a process that talks to a server: what it reads or must have decided by
+    the store, it asks the server."""
+
+    sync_flow_states = True
+
+    def __init__(self, transport: Transport, writer: RemoteWriter) -> None:
+        super().__init__(None, writer)  # type: ignore[arg-type]
+        self.transport = transport
+
+    def _fetch_flow_id(self, name: str) -> str:
+        return self.transport.request("POST", "/flows/", {"name": name}).json()["id"]
+
+    def _fetch_run(self, kind: str, run_id: str) -> dict[str, Any] | None:
+        try:
+            row = self.transport.request("GET", f"/{kind}s/{run_id}").json()
+        except ObjectNotFound:
+            return None
+        for k in ("start_time", "state_timestamp"):
+            row[k] = parse_time(row.get(k))
+        return row
+
+    def _fetch_cache(self, key: str) -> dict[str, Any] | None:
+        row = self.transport.request("POST", "/cache/read", {"key": key}).json()
+        if row is not None:
+            row["expiration"] = parse_time(row.get("expiration"))
+            row["created"] = parse_time(row.get("created"))
+        return row
+
+    def _fetch_limited_tags(self) -> frozenset[str]:
+        rows = self.transport.request("POST", "/concurrency_limits/filter",
+                                      {"limit": 10_000}).json()
+        return frozenset(r["tag"] for r in rows)
+
+    def _decide_now(self, kind: str, run_id: str, state: State, *, new_attempt: bool,
+                    result: dict[str, Any] | None, extra: dict[str, Any] | None,
+                    force: bool) -> tuple[Decision, dict[str, Any] | None]:
+        response = self.transport.request(
+            "POST", f"/{kind}s/{run_id}/set_state",
+            {"state": _state_body(state), "new_attempt": new_attempt, "force": force,
+             "result": result}, passthrough=(409,))
+        body = response.json()
+        if response.status_code == 409 and "status" not in body:
+            raise ConflictError(_detail(response))
+        verdict = Verdict(body["status"])
+        decision = Decision(verdict, body.get("reason"), body.get("retry_after"))
+        if verdict is Verdict.ACCEPT and body.get("state_id"):
+            state.id = body["state_id"]
+        run = body["run"]
+        stype = StateType(run["state_type"]) if run.get("state_type") else None
+        fields: dict[str, Any] = {
+            "type": stype,
+            "name": run.get("state_name"),
+            "run_count": run.get("run_count") or 0,
+            "start_time": parse_time(run.get("start_time")),
+            "running_since": parse_time(run.get("state_timestamp"))
+            if stype is StateType.RUNNING else None,
+            "total": run.get("total_run_time") or 0.0,
+        }
+        if verdict is Verdict.ACCEPT and kind == "task_run":
+            tags = run.get("tags") or ()
+            fields["holds_slots"] = (stype is StateType.RUNNING
+                                     and not self.limited_tags().isdisjoint(tags))
+        return decision, fields
+
+
+class HttpClient:
+    """The engine's client when LEGATO_API_URL is set."""
+
+    def __init__(self, transport: Transport, policy: WritePolicy, *, slot_wait: float = 0.5) -> None:
+        self.transport = transport
+        self.writer = RemoteWriter(transport, policy)
+        self.core = RemoteOrchestrator(transport, self.writer)
+        self.core.slot_wait = slot_wait
+        self.api = SyncApi(transport)
+
+    @property
+    def description(self) -> str:
+        return self.transport.url
+
+    # writes
+    def create_flow_run(self, **kw: Any) -> None:
+        self.core.create_flow_run(**kw)
+
+    def create_task_run(self, **kw: Any) -> None:
+        self.core.create_task_run(**kw)
+
+    def set_flow_run_state(self, run_id: str, state: State, **kw: Any) -> Decision:
+        return self.core.set_state("flow_run", run_id, state, **kw)
+
+    def set_task_run_state(self, run_id: str, state: State, **kw: Any) -> Decision:
+        return self.core.set_state("task_run", run_id, state, **kw)
+
+    def set_task_run_cache_key(self, run_id: str, cache_key: str | None,
+                               expiration: dt.datetime | None) -> None:
+        self.core.set_task_run_cache_key(run_id, cache_key, expiration)
+
+    def write_log(self, row: dict[str, Any]) -> None:
+        self.writer.add_log(row)
+
+    def read_cache(self, key: str) -> dict[str, Any] | None:
+        return self.core.read_cache(key)
+
+    def write_cache(self, key: str, **kw: Any) -> None:
+        self.core.write_cache(key, **kw)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def abandon_flow_run(self, run_id: str, exc: BaseException) -> None:
+        if not self.writer.discard_flow_run(run_id):
+            message = f"The flow run could not start: {type(exc).__name__}: {exc}"
+            self.core.set_state("flow_run", run_id, State(StateType.CRASHED, message=message),
+                                force=True)
+        self.core.forget(run_id)
+
+    def end_flow_run(self, run_id: str) -> None:
+        self.writer.flush()
+        self.core.forget(run_id)
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.transport.close()
+
+    # reads (what was written here is sent first, so a read sees it)
+    def read_flow_runs(self, flt: Any = None) -> list[Any]:
+        self.writer.flush()
+        return self.api.read_flow_runs(flt)
+
+    def read_flow_run(self, run_id: str) -> Any:
+        self.writer.flush()
+        return self.api.read_flow_run(run_id)
+
+    def read_task_runs(self, flt: Any = None) -> list[Any]:
+        self.writer.flush()
+        return self.api.read_task_runs(flt)
+
+    def read_task_run(self, run_id: str) -> Any:
+        self.writer.flush()
+        return self.api.read_task_run(run_id)
+
+    def read_flow_run_states(self, run_id: str) -> list[Any]:
+        self.writer.flush()
+        return self.api.read_flow_run_states(run_id)
+
+    def read_task_run_states(self, run_id: str) -> list[Any]:
+        self.writer.flush()
+        return self.api.read_task_run_states(run_id)
+
+    def read_logs(self, **kw: Any) -> list[Any]:
+        self.writer.flush()
+        return self.api.read_logs(**kw)
+
+    # tag concurrency limits
+    def set_concurrency_limit(self, tag: str, limit: int) -> dict[str, Any]:
+        return self.api.create_concurrency_limit(tag, limit)
+
+    def read_concurrency_limit(self, tag: str) -> dict[str, Any]:
+        return self.api.read_concurrency_limit(tag)
+
+    def read_concurrency_limits(self) -> list[dict[str, Any]]:
+        return self.api.read_concurrency_limits()
+
+    def reset_concurrency_limit(self, tag: str) -> dict[str, Any]:
+        return self.api.reset_concurrency_limit(tag)
+
+    def delete_concurrency_limit(self, tag: str) -> None:
+        self.api.delete_concurrency_limit(tag)
+
+
+# -- the API's calls, written once, run by a sync or an async caller ------------------------------
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def _model(name: str) -> Any:
+    from .. import schemas
+
+    return getattr(schemas, name)
+
+
+def _filter_body(flt: Any) -> Any:
+    return flt.model_dump(mode="json", exclude_none=True) if flt is not None else {}
+
+
+class _Calls:
+    """Each method returns (method, path, body, parse) for one API call."""
+
+    @staticmethod
+    def read_flow_runs(flt: Any = None) -> tuple:
+        return ("POST", "/flow_runs/filter", _filter_body(flt),
+                lambda r: [_model("FlowRun").model_validate(x) for x in r.json()])
+
+    @staticmethod
+    def count_flow_runs(flt: Any = None) -> tuple:
+        return ("POST", "/flow_runs/count", _filter_body(flt), lambda r: r.json()["count"])
+
+    @staticmethod
+    def read_flow_run(run_id: str) -> tuple:
+        return ("GET", f"/flow_runs/{_quote(run_id)}", None,
+                lambda r: _model("FlowRun").model_validate(r.json()))
+
+    @staticmethod
+    def read_task_runs(flt: Any = None) -> tuple:
+        return ("POST", "/task_runs/filter", _filter_body(flt),
+                lambda r: [_model("TaskRun").model_validate(x) for x in r.json()])
+
+    @staticmethod
+    def read_task_run(run_id: str) -> tuple:
+        return ("GET", f"/task_runs/{_quote(run_id)}", None,
+                lambda r: _model("TaskRun").model_validate(r.json()))
+
+    @staticmethod
+    def read_flow_run_states(run_id: str) -> tuple:
+        return ("GET", f"/flow_runs/{_quote(run_id)}/states", None,
+                lambda r: [_model("StateRecord").model_validate(x) for x in r.json()])
+
+    @staticmethod
+    def read_task_run_states(run_id: str) -> tuple:
+        return ("GET", f"/task_runs/{_quote(run_id)}/states", None,
+                lambda r: [_model("StateRecord").model_validate(x) for x in r.json()])
+
+    @staticmethod
+    def read_logs(*, flow_run_id: str | None = None, task_run_id: str | None = None,
+                  min_level: int = 0, limit: int | None = None,
+                  include_task_logs: bool = True) -> tuple:
+        body: dict[str, Any] = {"min_level": min_level, "include_task_logs": include_task_logs,
+                                "limit": limit or 100_000}
+        if flow_run_id is not None:
+            body["flow_run_id"] = flow_run_id
+        if task_run_id is not None:
+            body["task_run_id"] = task_run_id
+        return ("POST", "/logs/filter", body,
+                lambda r: [_model("LogRecord").model_validate(x) for x in r.json()])
+
+    @staticmethod
+    def set_flow_run_state(run_id: str, state: State, *, new_attempt: bool = False,
+                           force: bool = False) -> tuple:
+        return ("POST", f"/flow_runs/{run_id}/set_state",
+                {"state": _state_body(state), "new_attempt": new_attempt, "force": force},
+                lambda r: r.json())
+
+    @staticmethod
+    def delete_flow_run(run_id: str) -> tuple:
+        return ("DELETE", f"/flow_runs/{run_id}", None, lambda r: None)
+
+    @staticmethod
+    def create_concurrency_limit(tag: str, limit: int) -> tuple:
+        return ("POST", "/concurrency_limits/", {"tag": tag, "concurrency_limit": limit},
+                lambda r: r.json())
+
+    @staticmethod
+    def read_concurrency_limit(tag: str) -> tuple:
+        return ("GET", f"/concurrency_limits/tag/{_quote(tag)}", None, lambda r: r.json())
+
+    @staticmethod
+    def read_concurrency_limits() -> tuple:
+        return ("POST", "/concurrency_limits/filter", {"limit": 10_000}, lambda r: r.json())
+
+    @staticmethod
+    def reset_concurrency_limit(tag: str) -> tuple:
+        return ("POST", f"/concurrency_limits/tag/{_quote(tag)}/reset", None, lambda r: r.json())
+
+    @staticmethod
+    def delete_concurrency_limit(tag: str) -> tuple:
+        return ("DELETE", f"/concurrency_limits/tag/{_quote(tag)}", None, lambda r: None)
+
+    @staticmethod
+    def health() -> tuple:
+        return ("GET", "/health", None, lambda r: r.json())
+
+    @staticmethod
+    def version() -> tuple:
+        return ("GET", "/version", None, lambda r: r.json())
+
+
+CALLS = [n for n in vars(_Calls) if not n.startswith("_")]
+
+
+class SyncApi:
+    """The API's calls, synchronously: ``api.read_flow_runs(FlowRunFilter(...))``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def __getattr__(self, name: str) -> Any:
+        build = getattr(_Calls, name, None)
+        if build is None or name.startswith("_"):
+            raise AttributeError(name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            method, path, body, parse = build(*args, **kwargs)
+            return parse(self._t.request(method, path, body))
+
+        return call
+
+    def close(self) -> None:
+        self._t.close()
+
+    def __enter__(self) -> SyncApi:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncApi:
+    """The same calls for async code: ``async with get_client() as c: await c.read_flow_runs()``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def __getattr__(self, name: str) -> Any:
+        build = getattr(_Calls, name, None)
+        if build is None or name.startswith("_"):
+            raise AttributeError(name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            method, path, body, parse = build(*args, **kwargs)
+            return parse(await self._t.arequest(method, path, body))
+
+        return call
+
+    async def __aenter__(self) -> AsyncApi:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._t.aclose()
+        self._t.close()
+

@@ -1,0 +1,1 @@
+"""The Legato server: the API, its services and (later) the UI."""

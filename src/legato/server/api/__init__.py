@@ -1,0 +1,1 @@
+"""The REST API's routes: thin adapters from HTTP to the orchestration core and the store."""
