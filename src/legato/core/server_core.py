@@ -181,8 +181,40 @@ class ServerCore:
         buf.cache = {r.key: r.model_dump() for r in batch.cache}
         count = buf.row_count()
         if count:
-            self._writer.write_buffer(buf)
+            try:
+                self._writer.write_buffer(buf)
+            except ConflictError:
+                # a client that timed out waiting for our answer sends the batch again: rows
+                # written the first time are skipped, the rest written (still all-or-nothing)
+                if not self._drop_written(buf):
+                    raise
+                self._writer.write_buffer(buf)
         return count
+
+    def _drop_written(self, buf: Buffer) -> bool:
+        """Remove rows already in the store (by id) from ``buf``; True if any were."""
+        dropped = False
+        with self.db.read() as conn:
+            def existing(table: sa.Table, ids: list[str]) -> set[str]:
+                found: set[str] = set()
+                for chunk in _chunks(ids):
+                    found.update(str(i) for i in conn.execute(
+                        sa.select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+                return found
+
+            for table, inserts in ((models.flow_run, buf.flow_run_inserts),
+                                   (models.task_run, buf.task_run_inserts)):
+                for run_id in existing(table, list(inserts)):
+                    del inserts[run_id]
+                    dropped = True
+            for table, name in ((models.flow, "flows"), (models.flow_run_state, "flow_run_states"),
+                                (models.task_run_state, "task_run_states"), (models.log, "logs")):
+                rows = getattr(buf, name)
+                seen = existing(table, [r["id"] for r in rows])
+                if seen:
+                    setattr(buf, name, [r for r in rows if r["id"] not in seen])
+                    dropped = True
+        return dropped
 
     # -- cache -----------------------------------------------------------------------------------
     def read_cache(self, key: str) -> dict[str, Any] | None:
