@@ -88,3 +88,62 @@ def history(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, leg
         monkeypatch.setenv("LEGATO_DATABASE_URL", url)
         reset_settings_cache()
     yield request.param
+
+
+class ThreadServer:
+    """A real uvicorn server on a free loopback port, in a thread of this process, over the
+    test's history (for running the engine's tests through the HTTP client)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from legato.server.app import create_app
+        from legato.settings import get_settings
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(create_app(get_settings(), services=False), host="127.0.0.1",
+                                port=self.port, log_level="error", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise AssertionError("the in-thread server did not start")
+            time.sleep(0.005)
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "server"])
+def history_or_server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                      legato_home: Path) -> Iterator[str]:
+    """Like ``history``, and a third time through a real server (LEGATO_API_URL set: the HTTP
+    client), so one test shows the same behaviour through both doors."""
+    from legato.client.factory import close_clients
+    from legato.settings import reset_settings_cache
+
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        _truncate(url)
+        monkeypatch.setenv("LEGATO_DATABASE_URL", url)
+        reset_settings_cache()
+    server = None
+    if request.param == "server":
+        server = ThreadServer()
+        monkeypatch.setenv("LEGATO_API_URL", server.api_url)
+        reset_settings_cache()
+    yield request.param
+    if server is not None:
+        close_clients()  # flush the HTTP client while its server still answers
+        server.stop()

@@ -50,3 +50,9 @@ class History:
 @pytest.fixture
 def h() -> History:
     return History()
+
+
+@pytest.fixture
+def history(history_or_server: str) -> str:
+    """The engine's tests run on SQLite, PostgreSQL, and through a server (the HTTP client)."""
+    return history_or_server

@@ -262,3 +262,37 @@ def test_two_servers_on_one_postgres_serve_the_same_data_and_losing_one_loses_no
     result = run_script(tmp_path / "b", env_two, n=10)
     assert result["state"] == "COMPLETED"
     assert len(api.post("/flow_runs/filter", json={}).json()) == 6
+
+
+def test_get_client_reads_the_same_runs_through_both_doors(
+        history: str, start_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from legato import flow
+    from legato.client.orchestration import get_client
+    from legato.schemas import FlowRunFilter
+    from legato.settings import reset_settings_cache
+
+    @flow
+    def recorded() -> int:
+        return 1
+
+    recorded()
+
+    async def names() -> list[str]:
+        async with get_client() as client:
+            return [r.flow_name for r in await client.read_flow_runs(FlowRunFilter())]
+
+    embedded = asyncio.run(names())
+    with get_client(sync_client=True) as client:
+        assert [r.flow_name for r in client.read_flow_runs()] == embedded == ["recorded"]
+    from legato.client.factory import close_clients
+
+    close_clients()
+    srv = start_server()
+    monkeypatch.setenv("LEGATO_API_URL", srv.api_url)
+    reset_settings_cache()
+    assert asyncio.run(names()) == ["recorded"]
+    with get_client(sync_client=True) as client:
+        assert client.health() is True
+        assert [r.flow_name for r in client.read_flow_runs()] == ["recorded"]
