@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+#: the HTTP API's version: both sides send it in this header (a light module: the client needs
+#: it without loading the API's pydantic models)
+API_VERSION = "0.4.0"
+API_VERSION_HEADER = "X-Legato-API-Version"
+
 
 def legato_version() -> str:
     # importlib.metadata costs ~40 ms to import: lazy, for CLI start-up time

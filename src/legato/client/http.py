@@ -19,8 +19,8 @@ import random
 import time
 from typing import Any
 
-from ..core.orchestrator import Orchestrator
 from ..core.rules import Decision, Verdict
+from ..core.runs import CoreBase
 from ..exceptions import (
     AuthenticationError,
     ConflictError,
@@ -28,9 +28,9 @@ from ..exceptions import (
     ServerError,
     ServerUnreachableError,
 )
-from ..schemas.api import API_VERSION, API_VERSION_HEADER
 from ..states import State, StateType
 from ..store.writer import Buffer, HistoryWriter, WritePolicy
+from ..version import API_VERSION, API_VERSION_HEADER
 
 _RETRY_STATUS = frozenset({502, 503, 504})
 _UTC = dt.timezone.utc
@@ -178,14 +178,14 @@ def _state_body(state: State) -> dict[str, Any]:
             "timestamp": state.timestamp, "details": state.details or {}}
 
 
-class RemoteOrchestrator(Orchestrator):
+class RemoteOrchestrator(CoreBase):
     """The core in a process that talks to a server: what it reads or must have decided by
     the store, it asks the server."""
 
     sync_flow_states = True
 
     def __init__(self, transport: Transport, writer: RemoteWriter) -> None:
-        super().__init__(None, writer)  # type: ignore[arg-type]
+        super().__init__(writer)
         self.transport = transport
 
     def _fetch_flow_id(self, name: str) -> str:

@@ -16,13 +16,16 @@ Policies:
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import DatabaseCorruptError, DatabaseLockedError, HomeNotWritableError
-from . import models
-from .cleaning import clean_rows, is_data_error
-from .database import Database
-from .statements import FastStatements
+
+if TYPE_CHECKING:
+    from .database import Database
+    from .statements import FastStatements
+
+# The database modules (SQLAlchemy: ~0.25 s to import) are loaded by the writers that write to a
+# database; the HTTP client's writer, which sends its batches to a server, never needs them.
 
 
 class WritePolicy:
@@ -161,7 +164,11 @@ class HistoryWriter:
         self.pending_rows = 0
         self._started = False
         # (the HTTP client's writer has no database: it sends its batches to the server)
-        self._fast = FastStatements(db.engine.dialect) if db is not None else None
+        self._fast: FastStatements | None = None
+        if db is not None:
+            from .statements import FastStatements
+
+            self._fast = FastStatements(db.engine.dialect)
 
     def _ensure_started(self) -> None:
         if not self._started:
@@ -307,6 +314,8 @@ class HistoryWriter:
             # lone surrogate from a surrogateescape'd file name...) would otherwise stay in
             # the buffer and fail every later flush. Clean such values and try once more;
             # the hot path pays nothing for this.
+            from .cleaning import is_data_error
+
             if not is_data_error(exc) or not _sanitize(buf):
                 raise
             self._write(buf)
@@ -359,6 +368,8 @@ class HistoryWriter:
             fast.begin_flush()  # drop the memo's strings
 
     def _write_tables(self, buf: Buffer, fast: FastStatements) -> None:
+        from . import models
+
         with self.db.write() as conn:
             if buf.flows:
                 fast.insert(conn, models.flow, buf.flows)
@@ -390,6 +401,8 @@ class HistoryWriter:
 
 def _sanitize(buf: Buffer) -> bool:
     """Clean every buffered value in place; True if anything changed."""
+    from .cleaning import clean_rows
+
     return clean_rows([*buf.flows, *buf.flow_run_inserts.values(),
                        *buf.flow_run_updates.values(), *buf.task_run_inserts.values(),
                        *buf.task_run_updates.values(), *buf.flow_run_states,
