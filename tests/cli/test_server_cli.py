@@ -72,3 +72,30 @@ def test_cli_against_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.startswith("Error: Could not reach the Legato server")
     assert "Traceback" not in out.stderr
+
+
+def test_flow_run_delete_embedded_and_through_a_server(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    script = tmp_path / "two.py"
+    script.write_text("from legato import flow\n@flow\ndef keep():\n    return 1\n"
+                      "@flow\ndef drop():\n    return 2\nkeep(); drop()\n")
+    import sys
+
+    subprocess.run([sys.executable, str(script)], env=server_env(LEGATO_HOME=home), check=True,
+                   capture_output=True)
+    runs = json.loads(run("flow-run", "ls", "--json", LEGATO_HOME=home).stdout)
+    drop = next(r for r in runs if r["flow_name"] == "drop")
+    missing = run("flow-run", "delete", drop["id"], "00000000-0000-0000-0000-000000000000",
+                  "--yes", LEGATO_HOME=home)
+    assert missing.returncode == 1 and "00000000-0000-0000-0000-000000000000" in missing.stderr
+    assert len(json.loads(run("flow-run", "ls", "--json", LEGATO_HOME=home).stdout)) == 2
+    srv = ServerProcess(server_env(LEGATO_HOME=home)).start(tmp_path / "srv.log")
+    try:
+        out = run("flow-run", "delete", drop["id"], "--yes", LEGATO_HOME=home,
+                  LEGATO_API_URL=srv.api_url)
+        assert out.returncode == 0, out.stderr
+        left = json.loads(run("flow-run", "ls", "--json", LEGATO_HOME=home,
+                              LEGATO_API_URL=srv.api_url).stdout)
+        assert [r["flow_name"] for r in left] == ["keep"]
+    finally:
+        srv.stop()

@@ -196,3 +196,23 @@ def flow_run_logs(
         colour = "red" if log.level >= 40 else "yellow" if log.level >= 30 else None
         # typer.echo drops the colour when stdout is not a terminal
         typer.echo(f"{stamp} | {typer.style(f'{name:<7}', fg=colour)} | {log.name} - {log.message}")
+
+
+@app.command("delete")
+@handles_errors
+def flow_run_delete(
+    ids: Annotated[list[str], typer.Argument(help="Flow run ids (or unique prefixes).",
+                                             metavar="ID...")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+) -> None:
+    """Delete flow runs with their task runs, states, logs and subflow runs."""
+    import sys
+
+    client = history_client()
+    runs = [client.read_flow_run(run_id(i, "flow run")) for i in ids]  # all found, or none gone
+    if not yes and sys.stdin.isatty():
+        names = ", ".join(f"{r.name} ({r.id})" for r in runs)
+        typer.confirm(f"Delete {len(runs)} flow run(s): {names}?", abort=True)
+    for run in runs:
+        client.delete_flow_run(run.id)
+        console().print(f"Deleted flow run {run.name!r} ({run.id}).")

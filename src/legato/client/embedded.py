@@ -108,6 +108,10 @@ class EmbeddedClient:
         self.writer.flush()
         return _queries().read_logs(self.db, **kw)
 
+    def delete_flow_run(self, run_id: str) -> None:
+        self.writer.flush()
+        self._server_core().delete_flow_run(run_id)
+
     # tag concurrency limits (the server's core does the same against the same tables)
     def _server_core(self) -> Any:
         from ..core.server_core import ServerCore

@@ -333,6 +333,10 @@ class HttpClient:
         self.writer.flush()
         return self.api.read_logs(**kw)
 
+    def delete_flow_run(self, run_id: str) -> None:
+        self.writer.flush()
+        self.api.delete_flow_run(run_id)
+
     # tag concurrency limits
     def set_concurrency_limit(self, tag: str, limit: int) -> dict[str, Any]:
         return self.api.create_concurrency_limit(tag, limit)
