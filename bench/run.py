@@ -16,7 +16,13 @@ default SQLite database under its home and its ephemeral API server (no PREFECT_
 Legato and Prefect samples are interleaved (L, P, L, P, ...) so both see the same machine noise;
 what is reported is the median of each side and the ratio Prefect / Legato.
 
-Results: a table on stdout, docs/performance.md, and bench/results.json (every sample).
+The server workloads (`--only server_start / server_memory / server_seq_1000 /
+server_transitions`) start `legato server start` / `prefect server start` in a fresh home on a
+free port (bench/server.py) and point scripts or an HTTP load generator at it.
+
+Results: a table on stdout, docs/performance.md, and bench/results.json (every sample). Rows a run
+does not measure (`--only`) are carried over from the previous bench/results.json (or, without
+one, from docs/performance.md's table), marked with the date they were measured.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import sqlite3
 import statistics
@@ -195,6 +202,9 @@ class Row:
     budget: str
     values: dict[str, dict[str, Any]] = field(default_factory=dict)  # impl -> summary
     met: bool | None = None
+    key: str = ""  # stable name (ROW_ORDER); rows of an earlier run are matched on it
+    carried_from: str | None = None  # not measured in this run: when it was
+    cells: list[str] | None = None  # carried from docs/performance.md: its cells, as written
 
 
 def median(xs: list[float]) -> float:
@@ -221,13 +231,17 @@ def interleaved(impls: list[Impl], reps: int, argv: list[str], what: str, **kw: 
 
 
 def bench_import(impls: list[Impl], reps: int) -> list[Row]:
-    row = Row('`python -c "from X import flow, task"` (median; best)', "s", "≤ 0.150 s")
+    row = Row(
+        '`python -c "from X import flow, task"` (median; best)', "s", "≤ 0.150 s", key="import"
+    )
     # One discarded run first: it compiles .pyc files and warms the OS file cache.
     for impl in impls:
         run_once(impl, ["-c", f"from {impl.name} import flow, task"])
     # `from X import flow, task`, not a bare `import X`: Legato loads its names lazily, so a bare
     # import would measure little more than the interpreter
-    samples = interleaved(impls, reps, lambda i: ["-c", f"from {i.name} import flow, task"], "import")
+    samples = interleaved(
+        impls, reps, lambda i: ["-c", f"from {i.name} import flow, task"], "import"
+    )
     for name, ss in samples.items():
         ok = [s.wall_s for s in ss if s.ok]
         row.values[name] = {
@@ -242,7 +256,7 @@ def bench_import(impls: list[Impl], reps: int) -> list[Row]:
 
 
 def bench_first_flow(impls: list[Impl], reps: int) -> list[Row]:
-    row = Row("first flow in a fresh home, whole process", "s", "≤ 0.6 s")
+    row = Row("first flow in a fresh home, whole process", "s", "≤ 0.6 s", key="first_flow")
     samples = interleaved(impls, reps, lambda i: ["first_flow.py", i.name], "first_flow")
     for name, ss in samples.items():
         ok = [s.wall_s for s in ss if s.ok]
@@ -266,9 +280,13 @@ def _tasks(
     budget_s: float | None,
     budget: str,
 ) -> list[Row]:
-    timing = Row(title, "s", budget)
+    key = what.split("_")[0] + {"seq": "_1000", "map": "_10000"}[what.split("_")[0]]
+    timing = Row(title, "s", budget, key=key)
     history = Row(
-        f"task runs in the history after the {what} script exits (worst run)", "runs", "100 %"
+        f"task runs in the history after the {what} script exits (worst run)",
+        "runs",
+        "100 %",
+        key=key + "_history",
     )
     samples = interleaved(
         impls, reps, lambda i: [script, i.name, str(n)], what, count_task_runs=True
@@ -329,35 +347,274 @@ def errors(ss: list[Sample]) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
+# Server workloads (the machinery is in bench/server.py)
+# --------------------------------------------------------------------------------------------
+SERVER_NAMES = ("server_start", "server_memory", "server_seq_1000")
+NAN = float("nan")
+
+
+def bench_server(
+    impls: list[Impl], reps: dict[str, int], selected: list[str], n: int, quick: bool
+) -> list[Row]:
+    """Sessions of one server each (fresh home, SQLite), Legato and Prefect alternating.
+    Every session times the start; the first max(reps of server_memory, server_seq_1000) also
+    measure idle memory, run seq_tasks.py and server_history.py against it, and memory after."""
+    import server as srv
+
+    sessions = max(reps[k] for k in SERVER_NAMES if k in selected)
+    work = max((reps[k] for k in SERVER_NAMES[1:] if k in selected), default=0)
+    hold = 30.0 if quick else 60.0
+    for impl in impls:  # one discarded start: .pyc files, the OS file cache
+        w = srv.server_session(impl, workloads=False)
+        log(
+            f"  {'warm-up':<12} {impl.label:<14} start {w.get('healthy_s', NAN):.3f} s"
+            + (f"  FAILED ({w['errors'][0].splitlines()[0]})" if w["errors"] else "")
+        )
+    results: dict[str, list[dict[str, Any]]] = {i.name: [] for i in impls}
+    for r in range(sessions):
+        for impl in impls:
+            o = srv.server_session(impl, workloads=r < work, n=n, hold_max_s=hold, log=log)
+            results[impl.name].append(o)
+            log(f"  {'server':<12} {impl.label:<14} rep {r + 1}/{sessions}: {session_line(o)}")
+
+    start = Row(
+        "`X server start` until GET /api/health answers, fresh home, SQLite (median; best)",
+        "s",
+        "≤ 2 s",
+        key="server_start",
+    )
+    rows = [start]
+    if work:
+        idle = Row(
+            "server resident memory, healthy + 5 s idle (RSS of its process tree)",
+            "MB",
+            "≤ 100 MB",
+            key="server_memory_idle",
+        )
+        after = Row(
+            f"server resident memory after the {n:,}-task scripts below",
+            "MB",
+            "—",
+            key="server_memory_after",
+        )
+        seq = Row(
+            f"{n:,} sequential tasks against the server (flow call time; per task)",
+            "s",
+            f"≤ {0.5 * n / 1000:g} s",
+            key="server_seq_1000",
+        )
+        proc = Row(
+            f"{n:,} sequential tasks against the server, whole script process",
+            "s",
+            "—",
+            key="server_seq_1000_process",
+        )
+        hist = Row(
+            "task runs readable through the API 1 s after the flow call returned (worst run; "
+            "script still running)",
+            "runs",
+            "100 %",
+            key="server_history",
+        )
+        rows += [idle, after, seq, proc, hist]
+    for name, outs in results.items():
+        healthy = [o["healthy_s"] for o in outs if "healthy_s" in o]
+        start.values[name] = {
+            "median": median(healthy),
+            "best": min(healthy, default=NAN),
+            "samples": healthy,
+            "errors": [e for o in outs if "healthy_s" not in o for e in o["errors"]],
+        }
+        if not work:
+            continue
+        worked = outs[:work]
+        for row, part in ((idle, "memory_idle"), (after, "memory_after")):
+            mem = [o[part] for o in worked if part in o]
+            row.values[name] = {
+                "median": median([m["rss_mb"] for m in mem]),
+                "pss_median": median([m["pss_mb"] for m in mem]),
+                "processes": max((m["processes"] for m in mem), default=0),
+                "samples": [m["rss_mb"] for m in mem],
+            }
+        seqs = [o["seq"] for o in worked if "seq" in o]
+        flow = [s["reported"]["flow_s"] for s in seqs if s["ok"]]
+        seq.values[name] = {
+            "median": median(flow),
+            "per_task_us": median(flow) / n * 1e6,
+            "samples": flow,
+            "errors": [s["error"] for s in seqs if not s["ok"]]
+            + [e for o in worked if "healthy_s" not in o for e in o["errors"]],
+        }
+        proc.values[name] = {
+            "median": median([s["wall_s"] for s in seqs if s["ok"]]),
+            "samples": [s["wall_s"] for s in seqs],
+        }
+        hs = [o["history"] for o in worked if "history" in o]
+        good = [h for h in hs if "at_1s" in h]
+        worst = min(
+            good, key=lambda h: (h["at_1s"]["task_runs"], h["at_1s"]["completed"]), default=None
+        )
+        hist.values[name] = {
+            "worst": worst["at_1s"]["task_runs"] if worst else None,
+            "expected": n,
+            "samples": [h["at_1s"] for h in good],
+            "complete_after_s": [h.get("complete_after_s") for h in good],
+            "progress": [h.get("progress") for h in good],
+            "extra": history_extra(worst, hold) if worst else "",
+            "errors": [h["error"] for h in hs if h.get("error")]
+            + [e for o in worked if "server died" in " ".join(o["errors"]) for e in o["errors"]],
+        }
+    if "legato" in start.values:
+        start.met = start.values["legato"]["median"] <= 2.0
+        if work:
+            idle.met = idle.values["legato"]["median"] <= 100
+            seq.met = seq.values["legato"]["median"] <= 0.5 * n / 1000
+            h = hist.values["legato"]
+            hist.met = len(h["samples"]) == work and all(
+                c["task_runs"] == n and c["completed"] == n for c in h["samples"]
+            )
+    return rows
+
+
+def session_line(o: dict[str, Any]) -> str:
+    parts = [f"load {o['load_average'][0]:.1f}"]
+    parts.append(f"healthy {o['healthy_s']:.3f} s" if "healthy_s" in o else "no start")
+    if "memory_idle" in o:
+        parts.append(f"idle {o['memory_idle']['rss_mb']:.0f} MB")
+    s = o.get("seq")
+    if s and s["ok"]:
+        parts.append(f"seq flow {s['reported']['flow_s']:.3f} s / process {s['wall_s']:.3f} s")
+    h = o.get("history")
+    if h and "at_1s" in h:
+        c = h["at_1s"]
+        done = h.get("complete_after_s")
+        parts.append(
+            f"at +1 s {c['task_runs']}/{h['n']} runs, {c['completed']} completed, "
+            f"{c.get('states', '?')} states, {c.get('logs', '?')} logs; "
+            + (f"whole after {done:.1f} s" if done is not None else "not whole")
+        )
+    if "memory_after" in o:
+        parts.append(f"after {o['memory_after']['rss_mb']:.0f} MB")
+    text = ", ".join(parts)
+    if o["errors"]:
+        text += f"  FAILED ({o['errors'][0].splitlines()[0] if o['errors'][0] else ''})"
+    return text
+
+
+def history_extra(h: dict[str, Any], hold: float) -> str:
+    c = h["at_1s"]
+    done = h.get("complete_after_s")
+    last = h.get("last") or c
+    whole = (
+        f"whole after {done:.1f} s"
+        if done is not None
+        else f"not whole after {hold:.0f} s ({last['task_runs']:,} runs)"
+    )
+    num = lambda x: f"{x:,}" if isinstance(x, int) else "?"  # noqa: E731
+    return (
+        f"; {num(c['completed'])} Completed, {num(c.get('states'))} task-run states, "
+        f"{num(c.get('logs'))} log lines; {whole}"
+    )
+
+
+def bench_transitions(impls: list[Impl], reps: int, quick: bool) -> list[Row]:
+    """A server on a fresh PostgreSQL database per sample, 8 client processes, alternating."""
+    import server as srv
+
+    clients, duration = 8, 10.0
+    row = Row(
+        f"state transitions through the API, PostgreSQL, {clients} client processes "
+        "(accepted set_state calls per s)",
+        "per_s",
+        "≥ 2,000 / s",
+        key="server_transitions",
+    )
+    outs: dict[str, list[dict[str, Any]]] = {i.name: [] for i in impls}
+    for r in range(reps):
+        for impl in impls:
+            o = srv.transitions_session(impl, clients=clients, duration_s=duration, log=log)
+            outs[impl.name].append(o)
+            detail = (
+                f"{o['per_s']:,.0f}/s accepted ({o['flow_runs_created']:,} flow runs; "
+                f"{o['per_server_cpu_s']:,.0f} per server CPU-second), set_state "
+                f"p50 {o['set_state_p50_ms'] or NAN:.1f} ms p99 {o['set_state_p99_ms'] or NAN:.1f}"
+                f" ms; server CPU {o['server_cpu']:.2f}, machine {o['machine_cpu']:.2f} of "
+                f"{o['cpus']} CPUs; load average {o['load_average'][0]:.1f}"
+                + (f"; not accepted {o['not_accepted']}" if o["not_accepted"] else "")
+                if "per_s" in o
+                else "no result"
+            )
+            log(
+                f"  {'transitions':<12} {impl.label:<14} rep {r + 1}/{reps}: {detail}"
+                + (f"  FAILED ({o['errors'][0].splitlines()[0]})" if o["errors"] else "")
+            )
+    for name, os_ in outs.items():
+        ok = [o for o in os_ if "per_s" in o]
+        row.values[name] = {
+            "median": median([o["per_s"] for o in ok]),
+            "samples": [o["per_s"] for o in ok],
+            "p50_ms": median([o["set_state_p50_ms"] for o in ok if o["set_state_p50_ms"]]),
+            "p99_ms": median([o["set_state_p99_ms"] for o in ok if o["set_state_p99_ms"]]),
+            "server_cpu": median([o["server_cpu"] for o in ok]),
+            "per_server_cpu_s": median([o["per_server_cpu_s"] for o in ok]),
+            "machine_cpu": median([o["machine_cpu"] for o in ok]),
+            "not_accepted": [o["not_accepted"] for o in ok],
+            "healthy_s_postgres": [o.get("healthy_s") for o in os_],
+            "errors": [e for o in os_ for e in o["errors"] + o.get("client_errors", [])],
+        }
+    if "legato" in row.values:
+        row.met = row.values["legato"]["median"] >= 2000
+    return [row]
+
+
+# --------------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------------
 def fmt(row: Row, name: str) -> str:
+    if row.cells:
+        return row.cells[{"legato": 1, "prefect": 2}[name]]
     v = row.values.get(name)
     if v is None:
         return "skipped"
     if row.unit == "runs":
         if v["worst"] is None:
             return "error"
-        return f"{v['worst']:,} / {v['expected']:,} ({100 * v['worst'] / v['expected']:.1f} %)"
+        return (
+            f"{v['worst']:,} / {v['expected']:,} ({100 * v['worst'] / v['expected']:.1f} %)"
+            + v.get("extra", "")
+        )
     m = v["median"]
     if m != m:  # NaN: every sample failed
         return "error"
+    if row.unit == "MB":
+        return f"{m:,.0f} MB"
+    if row.unit == "per_s":
+        text = f"{m:,.0f} / s"
+        if v.get("p50_ms") == v.get("p50_ms") and v.get("p50_ms") is not None:
+            text += f" (p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.0f} ms a call"
+            cpu = v.get("per_server_cpu_s", NAN)
+            text += f"; {cpu:,.0f} per server CPU-second)" if cpu == cpu else ")"
+        return text
     text = f"{m:.3f} s"
     if "best" in v:
         text += f" (best {v['best']:.3f})"
     if "per_task_us" in v:
         us = v["per_task_us"]
-        text += f" ({us:,.0f} µs/task)" if us < 10_000 else f" ({us / 1000:,.1f} ms/task)"
+        text += f" ({us:,.0f} µs/task)" if us < 1_000 else f" ({us / 1000:,.1f} ms/task)"
     return text
 
 
 def ratio(row: Row) -> str:
+    if row.cells:
+        return row.cells[3]
     lv, pv = row.values.get("legato"), row.values.get("prefect")
     if not lv or not pv or row.unit == "runs":
         return "—"
     leg, pre = lv["median"], pv["median"]
-    if leg != leg or pre != pre or leg <= 0:
+    if leg != leg or pre != pre or leg <= 0 or pre <= 0:
         return "—"
+    if row.unit == "per_s":  # a rate: higher is better, so Prefect/Legato < 1 favours Legato
+        return f"{pre / leg:,.2f}× (Legato {leg / pre:,.1f}× the rate)"
     return f"{pre / leg:,.1f}×"
 
 
@@ -373,9 +630,12 @@ def table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
     for r in rows:
         met = "—" if r.met is None else ("yes" if r.met else "**no**")
+        if r.cells:
+            met = r.cells[5]
+        name = r.workload + (f" († measured {r.carried_from})" if r.carried_from else "")
         lines.append(
             "| "
-            + " | ".join([r.workload, fmt(r, "legato"), fmt(r, "prefect"), ratio(r), r.budget, met])
+            + " | ".join([name, fmt(r, "legato"), fmt(r, "prefect"), ratio(r), r.budget, met])
             + " |"
         )
     return "\n".join(lines)
@@ -393,11 +653,18 @@ def machine() -> dict[str, Any]:
 def write_doc(rows: list[Row], meta: dict[str, Any]) -> None:
     reps = ", ".join(f"{k} ×{v}" for k, v in meta["reps"].items())
     failures = [
-        f"- {r.workload}, {impl}: {e.splitlines()[0] if e else 'failed'}"
+        f"- {r.workload}{' †' if r.carried_from else ''}, {impl}: "
+        f"{e.splitlines()[0] if e else 'failed'}"
         for r in rows
         for impl, v in r.values.items()
         for e in v.get("errors", [])
     ]
+    carried_note = (
+        "\n\n† Not measured in this run: carried over from an earlier run (bench/results.json, or"
+        " this file's previous table), with that run's machine load and repetitions."
+        if any(r.carried_from for r in rows)
+        else ""
+    )
     text = f"""# Performance: Legato vs Prefect {PREFECT_VERSION}
 
 Written by `python bench/run.py{" --quick" if meta["quick"] else ""}` on {meta["finished"]}
@@ -408,7 +675,7 @@ Every number is a median over those runs, each run a fresh process with a fresh 
 Prefect runs were interleaved so both saw the same machine noise. Compare the ratio column, not
 the absolute times: they move with the machine and its load.{speed_note(rows)}
 
-{table(rows)}
+{table(rows)}{carried_note}
 
 How each workload is measured (scripts in `bench/workloads/`, the same script for both packages):
 - **import**: wall time of `python -c "from legato import flow, task"` / the same for `prefect`, interpreter start
@@ -425,6 +692,32 @@ How each workload is measured (scripts in `bench/workloads/`, the same script fo
 - Prefect runs with its defaults, except that telemetry is off (the machine has no internet) and
   the ephemeral server start timeout is raised to 300 s (its 20 s default is too short on a slow
   machine; this changes no timing).
+
+Server workloads (`bench/server.py`; `legato server start` / `prefect server start`, each with its
+default settings: one process, SQLite in a fresh home unless said otherwise):
+- **server start**: from spawning the command in a fresh home on a free port until
+  `GET /api/health` answers 200, polled every 20 ms (one discarded warm-up start per side first).
+  Each side creates its database on the way.
+- **server memory**: RSS summed over the server process and all its descendants (psutil), after
+  the server has been healthy and idle for 5 s, and again after the two scripts below ran against
+  it. (PSS is in bench/results.json too.)
+- **tasks against the server**: `seq_tasks.py`, the same script as the embedded row, with
+  `LEGATO_API_URL` / `PREFECT_API_URL` pointing at the running server and a fresh client home;
+  the flow call as timed inside the script, and the whole script process.
+- **history 1 s after the flow returned**: `server_history.py` runs the same flow, prints the
+  moment the flow call returned and its flow run id, and stays alive (as a long-running program
+  would). 1 s after that moment, the task runs of that flow run are counted through the API
+  (`POST /api/task_runs/count`, all and Completed) and its task-run states and log lines in the
+  server's SQLite file; then every second until the history is whole (or 30 s, 60 s in a full
+  run), which gives the "whole after" time.
+- **state transitions**: a server on a fresh PostgreSQL 15 database (Legato: psycopg; Prefect:
+  asyncpg), a flow created by `POST /api/flows/`, then 8 client processes (httpx, one keep-alive
+  connection each) that loop: create a flow run (Pending), `set_state` Running, `set_state`
+  Completed. After a 2 s warm-up, accepted `set_state` calls over 10 s are counted; flow-run
+  creations are not counted as transitions. The load generator runs on the same machine: on 2
+  CPUs the 8 client processes and the server share the cores (with whatever else runs there), so
+  this is a floor for what the server does on its own. The cell also gives accepted transitions
+  per CPU-second the server process used in the window: roughly what one free core would give.
 
 {"Failures:" + chr(10) + chr(10).join(failures) if failures else "No run failed."}
 
@@ -453,27 +746,155 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+# The table's order; rows of an earlier run not measured now are carried over in their place.
+ROW_ORDER = [
+    "import",
+    "first_flow",
+    "seq_1000",
+    "map_10000",
+    "seq_1000_history",
+    "map_10000_history",
+    "server_start",
+    "server_memory_idle",
+    "server_memory_after",
+    "server_seq_1000",
+    "server_seq_1000_process",
+    "server_history",
+    "server_transitions",
+]
+
+
+def _guess_key(title: str) -> str:
+    """The key of a row written before rows had keys."""
+    for fragment, key in (
+        ("`python -c", "import"),
+        ("first flow", "first_flow"),
+        ("sequential tasks in one flow", "seq_1000"),
+        (".map()", "map_10000"),
+        ("after the seq_", "seq_1000_history"),
+        ("after the map_", "map_10000_history"),
+        ("server start` until", "server_start"),
+        ("memory, healthy", "server_memory_idle"),
+        ("memory after", "server_memory_after"),
+        ("against the server (flow call", "server_seq_1000"),
+        ("against the server, whole", "server_seq_1000_process"),
+        ("readable through the API", "server_history"),
+        ("state transitions", "server_transitions"),
+    ):
+        if fragment in title:
+            return key
+    return title
+
+
+def doc_rows() -> list[Row]:
+    """The rows of docs/performance.md's table as written (cells kept as text), each with the
+    date it was measured: the file's own date, or the one a carried row already shows."""
+    try:
+        text = DOC.read_text()
+    except OSError:
+        return []
+    m = re.search(r"^Written by .* on (.+)$", text, re.M)
+    written = m.group(1).strip() if m else "an earlier run"
+    rows = []
+    for line in text.splitlines():
+        if not line.startswith("| ") or line.startswith(("| workload", "| ---")):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) != 6:
+            continue
+        title, when = cells[0], written
+        m = re.search(r" \(† measured (.+)\)$", title)
+        if m:
+            title, when = title[: m.start()], m.group(1)
+        cells[0] = title
+        rows.append(Row(title, "", cells[4], key=_guess_key(title), carried_from=when, cells=cells))
+    return rows
+
+
+def with_carried(rows: list[Row]) -> list[Row]:
+    """This run's rows plus the previous results.json's rows this run did not measure, in
+    ROW_ORDER."""
+    measured = {r.key or _guess_key(r.workload) for r in rows}
+    out = list(rows)
+    try:
+        prev = json.loads(RESULTS.read_text())
+    except (OSError, ValueError):
+        prev = {}
+    when = prev.get("meta", {}).get("finished", "an earlier run")
+    names = set(Row.__dataclass_fields__)
+    for d in prev.get("rows", []):
+        row = Row(**{k: v for k, v in d.items() if k in names})
+        row.key = row.key or _guess_key(row.workload)
+        if row.key in measured:
+            continue
+        row.carried_from = row.carried_from or when
+        out.append(row)
+        measured.add(row.key)
+    for row in doc_rows():
+        if row.key not in measured:
+            out.append(row)
+            measured.add(row.key)
+    rank = {k: i for i, k in enumerate(ROW_ORDER)}
+    return sorted(out, key=lambda r: rank.get(r.key, len(rank)))
+
+
 # --------------------------------------------------------------------------------------------
 def main() -> int:
-    names = ["import", "first_flow", "seq_1000", "map_10000"]
+    names = ["import", "first_flow", "seq_1000", "map_10000", *SERVER_NAMES, "server_transitions"]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions (same workloads)")
     p.add_argument(
         "--only",
         action="append",
         choices=names,
-        help="run only this workload (repeatable); history rows come with seq/map",
+        help="run only this workload (repeatable); history rows come with seq/map; "
+        "server_memory also runs the server_seq_1000 scripts (memory after them)",
     )
     p.add_argument("--reps", type=int, help="repetitions per side for every workload")
     p.add_argument("--seq-n", type=int, default=1000, help="tasks in the sequential flow")
     p.add_argument("--map-n", type=int, default=10_000, help="tasks in the mapped flow")
     p.add_argument("--no-prefect", action="store_true", help="measure Legato only")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="write only this run's rows (default: carry the others over from results.json)",
+    )
+    p.add_argument(
+        "--from-results",
+        action="store_true",
+        help="measure nothing: rewrite docs/performance.md from bench/results.json",
+    )
     args = p.parse_args()
+    if args.from_results:
+        saved = json.loads(RESULTS.read_text())
+        names = set(Row.__dataclass_fields__)
+        rows = [Row(**{k: v for k, v in d.items() if k in names}) for d in saved["rows"]]
+        write_doc(rows, saved["meta"])
+        print(table(rows))
+        return 0
 
     reps = (
-        {"import": 5, "first_flow": 2, "seq_1000": 2, "map_10000": 1}
+        {
+            "import": 5,
+            "first_flow": 2,
+            "seq_1000": 2,
+            "map_10000": 1,
+            "server_start": 3,
+            "server_memory": 2,
+            "server_seq_1000": 2,
+            "server_transitions": 1,
+        }
         if args.quick
-        else {"import": 10, "first_flow": 5, "seq_1000": 5, "map_10000": 3}
+        else {
+            "import": 10,
+            "first_flow": 5,
+            "seq_1000": 5,
+            "map_10000": 3,
+            "server_start": 5,
+            "server_memory": 3,
+            "server_seq_1000": 3,
+            "server_transitions": 3,
+        }
     )
     if args.reps:
         reps = dict.fromkeys(reps, args.reps)
@@ -504,6 +925,14 @@ def main() -> int:
         rows.append(timing)
         history_rows.append(hist)
     rows += history_rows  # completeness rows last, as in budgets.md
+    if any(k in selected for k in SERVER_NAMES):
+        log(f"servers: start, memory, {args.seq_n:,} tasks against them (Prefect: minutes) ...")
+        rows += bench_server(impls, reps, selected, args.seq_n, args.quick)
+    if "server_transitions" in selected:
+        log("state transitions on PostgreSQL, 8 clients ...")
+        rows += bench_transitions(impls, reps["server_transitions"], args.quick)
+    if not args.fresh:
+        rows = with_carried(rows)
 
     meta = {
         "quick": args.quick,
@@ -526,11 +955,12 @@ def main() -> int:
         f"\nwritten: {DOC.relative_to(ROOT)}, {RESULTS.relative_to(ROOT)} "
         f"({meta['duration_s']:.0f} s)"
     )
-    failed = [e for r in rows for v in r.values.values() for e in v.get("errors", [])]
+    now = [r for r in rows if not r.carried_from]
+    failed = [e for r in now for v in r.values.values() for e in v.get("errors", [])]
     for e in failed:
         log("\nFAILED RUN:\n" + e)
     return (
-        1 if any(v.get("errors") for r in rows for k, v in r.values.items() if k == "legato") else 0
+        1 if any(v.get("errors") for r in now for k, v in r.values.items() if k == "legato") else 0
     )
 
 
