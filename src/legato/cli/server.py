@@ -14,7 +14,7 @@ orion_app = typer.Typer(help="Prefect 2's name for `legato server`.", no_args_is
 
 @handles_errors
 def _start(host: str | None, port: int | None, allow_unauthenticated: bool, log_level: str,
-           access_log: bool) -> None:
+           access_log: bool, workers: int = 1) -> None:
     from ..server.app import check_bind, create_app
     from ..server.security import load_key_digests
     from ..settings import get_settings
@@ -29,14 +29,20 @@ def _start(host: str | None, port: int | None, allow_unauthenticated: bool, log_
              f"{host}:{port} can read and change every run.")
     import uvicorn  # lazy: only the server needs it
 
-    app = create_app(s)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     out = console()
     out.print(f"Legato server starting on http://{host}:{port}")
     out.print(f"  API:  http://{shown}:{port}/api   (docs: http://{shown}:{port}/api/docs)")
     out.print(f"  Use it:  legato config set LEGATO_API_URL=http://{shown}:{port}/api")
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), access_log=access_log,
-                lifespan="on")
+    if workers > 1:
+        # each worker process builds the app from the same settings (the environment and
+        # profile); background services elect one leader among them, as among replicas
+        s.resolved_database_url  # noqa: B018 - a bad setting fails here, once, not per worker
+        uvicorn.run("legato.server.app:create_app", factory=True, workers=workers, host=host,
+                    port=port, log_level=log_level.lower(), access_log=access_log, lifespan="on")
+        return
+    uvicorn.run(create_app(s), host=host, port=port, log_level=log_level.lower(),
+                access_log=access_log, lifespan="on")
 
 
 def _start_command(
@@ -47,9 +53,11 @@ def _start_command(
         help="Listen beyond this machine without API keys (a proxy checks access).")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes on this port (use more than 1 with PostgreSQL).")] = 1,
 ) -> None:
     """Start the server: the REST API under /api, on the history database (migrated on start)."""
-    _start(host, port, allow_unauthenticated, log_level, access_log)
+    _start(host, port, allow_unauthenticated, log_level, access_log, workers)
 
 
 app.command("start")(_start_command)

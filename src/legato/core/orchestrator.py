@@ -121,13 +121,15 @@ def transition_in_db(
     table = _table(kind)
     stype = state.type
     with db.write() as conn:
-        q = _run_select(kind).where(table.c.id == run_id)
+        q = sa.select(table).where(table.c.id == run_id)
         if not db.is_sqlite:
             q = q.with_for_update()
-        row = conn.execute(q).mappings().first()
-        if row is None:
+        found = conn.execute(q).mappings().first()
+        if found is None:
             raise ObjectNotFound(f"No {kind.replace('_', ' ')} with id {run_id} in the history.")
-        run = run_from_row(kind, dict(row))
+        row = dict(found)
+        run = run_from_row(kind, row)
+        run.row = row  # the stored row after the decision (the server answers with it)
         decision = ACCEPTED if force else decide(run.type, run.name, stype, state.name,
                                                  new_attempt=new_attempt)
         if decision.verdict is not Verdict.ACCEPT:
@@ -140,6 +142,7 @@ def transition_in_db(
         conn.execute(table.update().where(table.c.id == run_id).values(**fields))
         state_table = models.flow_run_state if kind == "flow_run" else models.task_run_state
         conn.execute(state_table.insert().values(**srow))
+        row.update(fields)
     return decision, run
 
 

@@ -30,12 +30,13 @@ class _Run:
     """What the core keeps in memory about a run it drives."""
 
     __slots__ = ("kind", "type", "name", "run_count", "start_time", "running_since", "total",
-                 "tags", "holds_slots")
+                 "tags", "holds_slots", "row")
 
     def __init__(self, kind: str, tags: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.tags = tags  # a task run's tags: consulted for tag concurrency limits
         self.holds_slots = False
+        self.row: dict[str, Any] | None = None  # the stored row, when read from the store
         self.type: StateType | None = None
         self.name: str | None = None
         self.run_count = 0
