@@ -99,3 +99,21 @@ def test_flow_run_delete_embedded_and_through_a_server(tmp_path: Path) -> None:
         assert [r["flow_name"] for r in left] == ["keep"]
     finally:
         srv.stop()
+
+
+def test_several_worker_processes_share_one_postgres_database(
+        postgres_url: str, tmp_path: Path) -> None:
+    from tests.conftest import _truncate
+
+    _truncate(postgres_url)
+    env = server_env(LEGATO_DATABASE_URL=postgres_url, LEGATO_HOME=str(tmp_path / "srv"))
+    srv = ServerProcess(env, args=("--workers", "2")).start(tmp_path / "srv.log", timeout=40)
+    try:
+        with httpx.Client(base_url=srv.api_url) as api:
+            ids = [api.post("/flow_runs/", json={"flow_name": "w"}).json()["id"] for _ in range(20)]
+            for run_id in ids:
+                r = api.post(f"/flow_runs/{run_id}/set_state", json={"state": {"type": "RUNNING"}})
+                assert r.json()["status"] == "ACCEPT"
+            assert api.post("/flow_runs/count", json={"flow_name": "w"}).json()["count"] == 20
+    finally:
+        srv.stop()
