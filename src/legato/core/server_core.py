@@ -18,6 +18,7 @@ from ..exceptions import ConflictError, ObjectNotFound
 from ..ids import new_id
 from ..states import State, StateType
 from ..store import models
+from ..store.cleaning import _clean_json, _clean_str
 from ..store.database import Database
 from ..store.writer import Buffer, HistoryWriter, WritePolicy
 from .orchestrator import _insert_for, _Run, apply_transition, run_from_row, transition_in_db
@@ -32,7 +33,12 @@ def _now() -> dt.datetime:
 
 def make_state(type_: StateType, name: str | None, message: str | None,
                timestamp: dt.datetime | None, details: dict[str, Any] | None) -> State:
-    return State(type_, name, message, timestamp, None, details or {})
+    """A state from an API call. Its free text is stored as the embedded history stores it: a NUL
+    character, a lone surrogate or a NaN (which PostgreSQL refuses) becomes a visible stand-in,
+    rather than the call failing on a message that came from user code."""
+    if message is not None:
+        message = _clean_str(message)
+    return State(type_, name, message, timestamp, None, _clean_json(details or {}))
 
 
 class ServerCore:
@@ -43,31 +49,36 @@ class ServerCore:
 
     # -- flows -----------------------------------------------------------------------------------
     def ensure_flow(self, name: str) -> dict[str, Any]:
-        f = models.flow
         with self.db.write() as conn:
-            row = conn.execute(sa.select(f).where(f.c.name == name)).mappings().first()
-            if row is None:
-                now = _now()
-                insert = _insert_for(conn.dialect.name)(f).values(
-                    id=new_id(), name=name, created=now, updated=now)
-                conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
-                row = conn.execute(sa.select(f).where(f.c.name == name)).mappings().first()
-        return dict(row)
+            return _ensure_flow(conn, name)
 
     # -- runs ------------------------------------------------------------------------------------
-    def create_flow_run(self, *, flow_id: str, name: str, state: State, run_id: str | None,
+    def create_flow_run(self, *, flow_id: str | None, name: str, state: State, run_id: str | None,
                         parameters: dict[str, Any], tags: list[str],
-                        parent_task_run_id: str | None, version: str | None) -> str:
+                        parent_task_run_id: str | None, version: str | None,
+                        flow_name: str | None = None) -> str:
+        """A flow run of the flow ``flow_id``, or of the flow named ``flow_name`` (created with
+        the run, in its transaction: a refused run leaves no new flow behind)."""
         now = _now()
         run_id = run_id or new_id()
         row = {
-            "id": run_id, "flow_id": flow_id, "name": name, "parameters": parameters,
+            "id": run_id, "flow_id": flow_id, "name": name, "parameters": _clean_json(parameters),
             "tags": tags, "parent_task_run_id": parent_task_run_id, "run_count": 0,
             "expected_start_time": state.timestamp, "total_run_time": 0.0, "version": version,
             "empirical_policy": {}, "created": now, "updated": now,
         }
         with self.db.write() as conn:
-            if conn.execute(sa.select(models.flow.c.id).where(models.flow.c.id == flow_id)).first() is None:
+            tr = models.task_run
+            if parent_task_run_id is not None and conn.execute(
+                    sa.select(tr.c.id).where(tr.c.id == parent_task_run_id)).first() is None:
+                raise ObjectNotFound(
+                    f"No task run with id {parent_task_run_id} (the parent_task_run_id).")
+            if flow_id is None:
+                if flow_name is None:
+                    raise ValueError("Give the flow run's flow: flow_name or flow_id.")
+                row["flow_id"] = _ensure_flow(conn, flow_name)["id"]
+            elif conn.execute(
+                    sa.select(models.flow.c.id).where(models.flow.c.id == flow_id)).first() is None:
                 raise ObjectNotFound(f"No flow with id {flow_id}.")
             self._insert_run(conn, "flow_run", run_id, row, state)
         return run_id
@@ -79,7 +90,8 @@ class ServerCore:
         now = _now()
         row = {
             "id": run_id, "flow_run_id": flow_run_id, "task_key": task_key, "name": name,
-            "dynamic_key": dynamic_key, "task_inputs": task_inputs, "tags": tags, "run_count": 0,
+            "dynamic_key": dynamic_key, "task_inputs": _clean_json(task_inputs), "tags": tags,
+            "run_count": 0,
             "expected_start_time": state.timestamp, "total_run_time": 0.0,
             "empirical_policy": {}, "created": now, "updated": now,
         }
@@ -106,7 +118,8 @@ class ServerCore:
                   force: bool = False, result: dict[str, Any] | None = None
                   ) -> tuple[Decision, _Run]:
         return transition_in_db(self.db, kind, run_id, state, new_attempt=new_attempt,
-                                force=force, result=result, slot_wait=self.slot_wait)
+                                force=force, result=None if result is None else _clean_json(result),
+                                slot_wait=self.slot_wait)
 
     def read_run_core(self, kind: str, run_id: str) -> _Run:
         table = models.flow_run if kind == "flow_run" else models.task_run
@@ -170,26 +183,65 @@ class ServerCore:
         buf = Buffer()
         buf.flows = [r.model_dump() for r in batch.flows]
         buf.flow_run_inserts = {r.id: r.model_dump() for r in batch.flow_run_inserts}
-        buf.flow_run_updates = {k: v.model_dump(exclude_unset=True)
-                                for k, v in batch.flow_run_updates.items()}
+        # an update that sets nothing (no known field) is no row to write (nor an empty UPDATE)
+        buf.flow_run_updates = {k: d for k, v in batch.flow_run_updates.items()
+                                if (d := v.model_dump(exclude_unset=True))}
         buf.task_run_inserts = {r.id: r.model_dump() for r in batch.task_run_inserts}
-        buf.task_run_updates = {k: v.model_dump(exclude_unset=True)
-                                for k, v in batch.task_run_updates.items()}
+        buf.task_run_updates = {k: d for k, v in batch.task_run_updates.items()
+                                if (d := v.model_dump(exclude_unset=True))}
         buf.flow_run_states = [r.model_dump() for r in batch.flow_run_states]
         buf.task_run_states = [r.model_dump() for r in batch.task_run_states]
         buf.logs = [r.model_dump() for r in batch.logs]
-        buf.cache = {r.key: r.model_dump() for r in batch.cache}
+        # cache keys cleaned now: the writer's clean-and-retry cleans rows, not its dict's keys
+        buf.cache = {}
+        for r in batch.cache:
+            row = r.model_dump()
+            row["key"] = _clean_str(row["key"])
+            buf.cache[row["key"]] = row
         count = buf.row_count()
         if count:
             try:
                 self._writer.write_buffer(buf)
-            except ConflictError:
+            except ConflictError as exc:
                 # a client that timed out waiting for our answer sends the batch again: rows
                 # written the first time are skipped, the rest written (still all-or-nothing)
                 if not self._drop_written(buf):
-                    raise
-                self._writer.write_buffer(buf)
+                    raise self._explain_conflict(buf, exc) from None
+                try:
+                    self._writer.write_buffer(buf)
+                except ConflictError as again:
+                    raise self._explain_conflict(buf, again) from None
         return count
+
+    def _explain_conflict(self, buf: Buffer, exc: ConflictError) -> ConflictError:
+        """The database said only "foreign key": name the runs (or flows) the batch points at
+        that neither it nor the history holds. Nothing of the batch was written."""
+        wanted = (
+            ("flow", models.flow, {r["flow_id"] for r in buf.flow_run_inserts.values()},
+             {r["id"] for r in buf.flows}),
+            ("flow run", models.flow_run,
+             {r["flow_run_id"] for r in buf.task_run_inserts.values() if r["flow_run_id"]}
+             | {r["flow_run_id"] for r in buf.flow_run_states}, set(buf.flow_run_inserts)),
+            ("task run", models.task_run, {r["task_run_id"] for r in buf.task_run_states},
+             set(buf.task_run_inserts)),
+        )
+        problems = []
+        with self.db.read() as conn:
+            for what, table, refs, own in wanted:
+                ids = sorted(refs - own)
+                found: set[str] = set()
+                for chunk in _chunks(ids):
+                    found.update(str(i) for i in conn.execute(
+                        sa.select(table.c.id).where(table.c.id.in_(chunk))).scalars())
+                missing = [i for i in ids if i not in found]
+                if missing:
+                    more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+                    problems.append(f"{what} {', '.join(missing[:3])}{more}")
+        if not problems:
+            return exc
+        return ConflictError(
+            "Nothing of the batch was written: it refers to what the history does not hold: "
+            + "; ".join(problems) + ".")
 
     def _drop_written(self, buf: Buffer) -> bool:
         """Remove rows already in the store (by id) from ``buf``; True if any were."""
@@ -218,6 +270,7 @@ class ServerCore:
 
     # -- cache -----------------------------------------------------------------------------------
     def read_cache(self, key: str) -> dict[str, Any] | None:
+        key = _clean_str(key)  # as write_batch stores it
         c = models.cache_entry
         with self.db.read() as conn:
             row = conn.execute(sa.select(c).where(c.c.key == key)).mappings().first()
@@ -271,6 +324,18 @@ class ServerCore:
             n = conn.execute(cl.delete().where(cl.c.tag == tag)).rowcount
         if not n:
             raise ObjectNotFound(f"No concurrency limit for tag {tag!r}.")
+
+
+def _ensure_flow(conn: sa.Connection, name: str) -> dict[str, Any]:
+    f = models.flow
+    row = conn.execute(sa.select(f).where(f.c.name == name)).mappings().first()
+    if row is None:
+        now = _now()
+        insert = _insert_for(conn.dialect.name)(f).values(
+            id=new_id(), name=name, created=now, updated=now)
+        conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+        row = conn.execute(sa.select(f).where(f.c.name == name)).mappings().first()
+    return dict(row)
 
 
 def _chunks(items: list[str], size: int = 500) -> list[list[str]]:

@@ -11,12 +11,42 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from ..states import StateType
+from ..version import API_VERSION, API_VERSION_HEADER  # noqa: E402,F401 - the API's own
 
-API_VERSION = "0.4.0"
-API_VERSION_HEADER = "X-Legato-API-Version"
+_UTC = dt.timezone.utc
+
+
+def storable_text(value: str) -> str:
+    """A name, key or filter the database can hold and compare: no NUL character (PostgreSQL
+    refuses it) and valid Unicode (no lone surrogate)."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL (\\x00) character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
+
+
+def storable_time(value: dt.datetime) -> dt.datetime:
+    """An aware time that is a valid time in UTC too (years 1 to 9999 there)."""
+    try:
+        value.astimezone(_UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("is out of range: in UTC it must fall in the years 1 to 9999") from None
+    return value
+
 
 _UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 Id = Annotated[str, Field(pattern=_UUID_RE, examples=["0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"]),
@@ -25,24 +55,68 @@ Name = Annotated[str, Field(min_length=1, max_length=255)]
 Tag = Annotated[str, Field(min_length=1, max_length=255)]
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-When = AwareDatetime
+When = Annotated[AwareDatetime, AfterValidator(storable_time)]
 StateName = Annotated[str, Field(min_length=1, max_length=64)]
 Message = Annotated[str, Field(max_length=1_000_000)]
+# names, keys and tags of a direct API call must be text the database can hold and compare.
+# Free text and JSON documents (a state's message, parameters) are not refused but stored as the
+# embedded history stores them (the server core cleans them), and a batch's rows are cleaned by
+# the writer, so one odd log line cannot make a client's whole batch fail again and again.
+Text = AfterValidator(storable_text)
+SafeName = Annotated[Name, Text]
+SafeTag = Annotated[Tag, Text]
+SafeStateName = Annotated[StateName, Text]
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def _unicode_safe(value: Any) -> Any:
+    """``value`` with lone surrogates in its text written as escapes (as the embedded history's
+    writer does: ``legato.store.cleaning``)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            try:  # a file name decoded with surrogateescape: show the bytes it stands for
+                return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_unicode_safe(k): _unicode_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unicode_safe(v) for v in value]
+    return value
+
+
+class _Recorded(_In):
+    """What the SDK records (history rows, a proposed state): text from user code, where a lone
+    surrogate (an undecodable file name in an exception's message, a log line) is written
+    escaped rather than failing the client's whole batch or state change again and again.
+    Costs nothing unless validation fails on such text."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _escape_lone_surrogates(cls, data: Any, handler: Any) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if not any(e["type"] == "string_unicode" for e in exc.errors()):
+                raise
+            return handler(_unicode_safe(data))
+
+
 # -- the batch: rows of runs this client drives ---------------------------------------------------
-class FlowRow(_In):
+class FlowRow(_Recorded):
     id: Id
     name: Name
     created: When
     updated: When
 
 
-class _RunFields(_In):
+class _RunFields(_Recorded):
     """Fields a run's row may change (a batch's updates give some of them)."""
 
     state_type: StateType | None = None
@@ -99,7 +173,7 @@ class TaskRunRow(_RunFields):
     updated: When
 
 
-class _StateRow(_In):
+class _StateRow(_Recorded):
     id: Id
     type: StateType
     name: StateName
@@ -117,7 +191,7 @@ class TaskRunStateRow(_StateRow):
     task_run_id: Id
 
 
-class LogRow(_In):
+class LogRow(_Recorded):
     id: Id
     flow_run_id: Id | None = None
     task_run_id: Id | None = None
@@ -127,7 +201,7 @@ class LogRow(_In):
     timestamp: When
 
 
-class CacheRow(_In):
+class CacheRow(_Recorded):
     key: Annotated[str, Field(min_length=1, max_length=512)]
     task_run_id: Id | None = None
     result: dict[str, Any]
@@ -155,7 +229,7 @@ class BatchResult(BaseModel):
 
 # -- requests -------------------------------------------------------------------------------------
 class FlowCreate(_In):
-    name: Name
+    name: SafeName
 
 
 class Flow(BaseModel):
@@ -167,18 +241,18 @@ class Flow(BaseModel):
 
 
 class FlowFilter(_In):
-    name: Name | None = None
-    name_like: Annotated[str, Field(max_length=255)] | None = None
+    name: SafeName | None = None
+    name_like: Annotated[str, Field(max_length=255), Text] | None = None
     sort: Literal["name_asc", "created_desc", "created_asc"] = "name_asc"
     limit: Annotated[int, Field(ge=1, le=10_000)] = 200
     offset: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
 
-class StateIn(_In):
+class StateIn(_Recorded):
     """A proposed state. ``name`` defaults to the type's usual name (COMPLETED -> Completed)."""
 
     type: StateType
-    name: StateName | None = None
+    name: SafeStateName | None = None
     message: Message | None = None
     timestamp: When | None = None
     details: dict[str, Any] = Field(default_factory=dict)
@@ -202,23 +276,23 @@ class SetStateResult(BaseModel):
 
 class FlowRunCreate(_In):
     id: Id | None = None
-    flow_name: Name | None = Field(None, description="The flow, by name (created if new).")
+    flow_name: SafeName | None = Field(None, description="The flow, by name (created if new).")
     flow_id: Id | None = Field(None, description="Or the flow, by id.")
-    name: Name | None = None
+    name: SafeName | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
-    tags: list[Tag] = Field(default_factory=list)
+    tags: list[SafeTag] = Field(default_factory=list)
     parent_task_run_id: Id | None = None
-    version: Annotated[str, Field(max_length=255)] | None = None
+    version: Annotated[str, Field(max_length=255), Text] | None = None
     state: StateIn | None = Field(None, description="Its first state (default: Pending).")
 
 
 class TaskRunCreate(_In):
     id: Id | None = None
     flow_run_id: Id | None = None
-    task_key: Annotated[str, Field(min_length=1, max_length=512)]
-    name: Name
-    dynamic_key: Annotated[str, Field(max_length=64)] = "0"
-    tags: list[Tag] = Field(default_factory=list)
+    task_key: Annotated[str, Field(min_length=1, max_length=512), Text]
+    name: SafeName
+    dynamic_key: Annotated[str, Field(max_length=64), Text] = "0"
+    tags: list[SafeTag] = Field(default_factory=list)
     task_inputs: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     state: StateIn | None = None
 
@@ -237,7 +311,7 @@ class CacheRead(_In):
 
 
 class ConcurrencyLimitCreate(_In):
-    tag: Tag
+    tag: SafeTag
     concurrency_limit: Annotated[int, Field(ge=0, le=1_000_000)]
 
 
@@ -252,3 +326,18 @@ class ConcurrencyLimit(BaseModel):
 
 class Count_(BaseModel):
     count: int
+
+
+class ErrorItem(BaseModel):
+    loc: list[str] = Field(description="Where: 'body' or 'path'/'query', then the field.")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (4xx, 5xx): ``detail`` says what is wrong in words."""
+
+    model_config = ConfigDict(extra="allow")
+    detail: str = Field(description="What is wrong, naming the field, id or limit concerned.")
+    errors: list[ErrorItem] | None = Field(
+        None, description="With a 422: each invalid field (at most 20).")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from ..states import StateType
+from .api import storable_text, storable_time
 
 
 class _Model(BaseModel):
@@ -85,23 +86,28 @@ class LogRecord(_Model):
 _ID_OR_PREFIX = r"^[0-9a-fA-F-]{1,36}$"
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _MAX_OFFSET = 2**31 - 1
+# what a filter compares with the database's columns: text it can hold, times it can represent
+_Text = AfterValidator(storable_text)
+_When = Annotated[AwareDatetime, AfterValidator(storable_time)]
 
 
 class FlowRunFilter(_Model):
     """Which flow runs to list. Every field narrows the list; None means any."""
 
-    flow_name: str | None = Field(None, max_length=255)
+    flow_name: Annotated[str, Field(max_length=255), _Text] | None = None
     flow_id: str | None = Field(None, pattern=_UUID)
-    name_like: str | None = Field(None, max_length=255, description="Part of the run's name.")
+    name_like: Annotated[str, Field(max_length=255), _Text] | None = Field(
+        None, description="Part of the run's name.")
     ids: list[Annotated[str, Field(pattern=_UUID)]] | None = Field(None, max_length=1000)
     state_types: list[StateType] | None = None
-    state_names: list[Annotated[str, Field(max_length=64)]] | None = None
-    tags_all: list[Annotated[str, Field(max_length=255)]] | None = Field(None, max_length=50)
+    state_names: list[Annotated[str, Field(max_length=64), _Text]] | None = None
+    tags_all: list[Annotated[str, Field(max_length=255), _Text]] | None = Field(
+        None, max_length=50)
     parent_task_run_id: str | None = Field(None, pattern=_UUID)
     parent_flow_run_id: str | None = Field(
         None, pattern=_UUID, description="Subflow runs of this flow run.")
-    start_after: AwareDatetime | None = None
-    start_before: AwareDatetime | None = None
+    start_after: _When | None = None
+    start_before: _When | None = None
     sort: Literal["created_desc", "created_asc", "start_time_desc", "name_asc"] = "created_desc"
     limit: int = Field(100, ge=1, le=10_000)
     offset: int = Field(0, ge=0, le=_MAX_OFFSET)
@@ -111,10 +117,11 @@ class TaskRunFilter(_Model):
     flow_run_id: str | None = Field(None, pattern=_ID_OR_PREFIX)
     ids: list[Annotated[str, Field(pattern=_UUID)]] | None = Field(None, max_length=1000)
     state_types: list[StateType] | None = None
-    name_like: str | None = Field(None, max_length=255)
-    tags_all: list[Annotated[str, Field(max_length=255)]] | None = Field(None, max_length=50)
-    start_after: AwareDatetime | None = None
-    start_before: AwareDatetime | None = None
+    name_like: Annotated[str, Field(max_length=255), _Text] | None = None
+    tags_all: list[Annotated[str, Field(max_length=255), _Text]] | None = Field(
+        None, max_length=50)
+    start_after: _When | None = None
+    start_before: _When | None = None
     sort: Literal["created_asc", "created_desc"] = "created_asc"
     limit: int = Field(1000, ge=1, le=1_000_000)
     offset: int = Field(0, ge=0, le=_MAX_OFFSET)

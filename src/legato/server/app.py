@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from ..exceptions import (
     ConfigurationError,
@@ -43,6 +45,11 @@ def _status_for(exc: LegatoError) -> int:
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":  # loc is ("body", character offset)
+            why = (err.get("ctx") or {}).get("error") or "malformed"
+            at = err.get("loc", ("body", "?"))[-1]
+            parts.append(f"The request body is not valid JSON: {why} (at character {at}).")
+            continue
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     more = len(exc.errors()) - 5
@@ -109,12 +116,87 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
     async def _value_error(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
+    @api.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Any:
+        unreadable = _unreadable_body(exc)
+        if unreadable is not None:
+            return JSONResponse(status_code=422, content={"detail": unreadable})
+        return await http_exception_handler(request, exc)
+
+    _document_errors(api, keys.enabled)
+
     @api.get("/", include_in_schema=False)
     def _root() -> JSONResponse:
         return JSONResponse({"name": "Legato server", "api": "/api", "docs": "/api/docs",
                              "api_version": API_VERSION})
 
     return LegatoMiddleware(api, keys=keys, max_body=s.server_max_body_bytes)
+
+
+def _unreadable_body(exc: HTTPException) -> str | None:
+    """FastAPI answers a body it cannot decode at all (not UTF-8, nested past Python's
+    recursion limit) with a bare 400 "There was an error parsing the body"; say what is wrong,
+    as for any other malformed JSON (422)."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return (f"The request body is not valid JSON: it is not UTF-8 text ({cause.reason} at "
+                f"byte {cause.start}).")
+    if isinstance(cause, RecursionError):
+        return "The request body is not valid JSON this server accepts: it is nested too deeply."
+    return f"The request body could not be read as JSON ({type(cause).__name__})."
+
+
+_ERROR = {"$ref": "#/components/schemas/ErrorBody"}
+
+
+def _document_errors(api: FastAPI, keys_enabled: bool) -> None:
+    """Add to the OpenAPI document the error answers every route may give (the key check, the
+    size limit, validation, a busy database), all with the one error body; the routes document
+    their own 404s and 409s."""
+    from ..schemas.api import ErrorBody
+
+    build = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is not None:
+            return api.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        error = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in error.pop("$defs", {}).items():
+            schemas.setdefault(name, sub)
+        schemas.setdefault("ErrorBody", error)
+        # FastAPI describes its own validation error body; this server answers with ErrorBody
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        if keys_enabled:
+            components["securitySchemes"] = {"APIKey": {
+                "type": "http", "scheme": "bearer",
+                "description": "A key of LEGATO_SERVER_API_KEYS: 'Authorization: Bearer KEY'."}}
+            schema["security"] = [{"APIKey": []}]
+        for operations in schema.get("paths", {}).values():
+            for op in operations.values():
+                responses = op.setdefault("responses", {})
+                has_body = "requestBody" in op
+                generic = {
+                    "400": "The request is malformed (e.g. a Content-Length that is no number).",
+                    "401": "An API key is needed and was missing or not accepted.",
+                    "503": "The history database is busy or unreachable: try again shortly.",
+                }
+                if has_body or op.get("parameters"):
+                    generic["422"] = ("Invalid input: malformed JSON, or a field out of bounds; "
+                                      "`detail` names it.")
+                if has_body:
+                    generic["413"] = "The request body is larger than the server accepts."
+                for code, description in generic.items():
+                    responses[code] = {"description": description,
+                                       "content": {"application/json": {"schema": _ERROR}}}
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
 
 def _jsonable_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

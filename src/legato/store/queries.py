@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from . import models
 from .database import Database
 
 _ID_CHARS = frozenset("0123456789abcdef-")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _flow_run_cols = [*models.flow_run.c, models.flow.c.name.label("flow_name")]
 
 
@@ -23,6 +25,9 @@ def _resolve_id(conn: sa.Connection, table: sa.Table, run_id: str, what: str) ->
         # never a database error (PostgreSQL's uuid column) nor a LIKE wildcard
         raise ObjectNotFound(f"No {what} with id {run_id!r}: ids are UUIDs (hex digits, dashes).")
     if len(run_id) == 36:
+        if not _UUID_RE.match(run_id):  # 36 characters that are no UUID: PostgreSQL refuses them
+            raise ObjectNotFound(f"No {what} with id {run_id!r}: ids are UUIDs "
+                                 "(8-4-4-4-12 hex digits).")
         return run_id
     if len(run_id) < 4:
         raise ObjectNotFound(f"{what} id {run_id!r} is too short; give at least 4 characters.")
@@ -179,7 +184,11 @@ def read_states(db: Database, kind: str, run_id: str) -> list[StateRecord]:
         run_id = _resolve_id(conn, owner, run_id, kind.replace("_", " "))
         rows = conn.execute(
             sa.select(table).where(col == run_id).order_by(table.c.timestamp, table.c.id)
-        ).mappings()
+        ).mappings().all()
+        if not rows and conn.execute(
+                sa.select(owner.c.id).where(owner.c.id == run_id)).first() is None:
+            # a full id is not looked up by _resolve_id: no states may mean no such run
+            raise ObjectNotFound(f"No {kind.replace('_', ' ')} with id {run_id} in the history.")
         return [StateRecord(**r) for r in rows]
 
 

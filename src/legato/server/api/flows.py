@@ -4,11 +4,12 @@ from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Response
+from pydantic import AfterValidator
 
 from ...exceptions import ObjectNotFound
-from ...schemas.api import Flow, FlowCreate, FlowFilter
+from ...schemas.api import Flow, FlowCreate, FlowFilter, storable_text
 from ...store import models
-from .deps import DB, UUID_PATTERN, Core
+from .deps import DB, NOT_FOUND, UUID_PATTERN, Core
 
 router = APIRouter(prefix="/flows", tags=["Flows"])
 FlowId = Annotated[str, Path(pattern=UUID_PATTERN)]
@@ -19,7 +20,7 @@ def create_flow(body: FlowCreate, core: Core) -> Flow:
     return Flow(**core.ensure_flow(body.name))
 
 
-@router.get("/{flow_id}", response_model=Flow)
+@router.get("/{flow_id}", response_model=Flow, responses=NOT_FOUND)
 def read_flow(flow_id: FlowId, db: DB) -> Flow:
     f = models.flow
     with db.read() as conn:
@@ -29,8 +30,9 @@ def read_flow(flow_id: FlowId, db: DB) -> Flow:
     return Flow(**row)
 
 
-@router.get("/name/{name}", response_model=Flow)
-def read_flow_by_name(name: Annotated[str, Path(max_length=255)], db: DB) -> Flow:
+@router.get("/name/{name}", response_model=Flow, responses=NOT_FOUND)
+def read_flow_by_name(name: Annotated[str, Path(max_length=255), AfterValidator(storable_text)],
+                      db: DB) -> Flow:
     f = models.flow
     with db.read() as conn:
         row = conn.execute(sa.select(f).where(f.c.name == name)).mappings().first()
@@ -57,7 +59,8 @@ def filter_flows(db: DB, body: FlowFilter | None = None) -> list[Flow]:
         return [Flow(**r) for r in conn.execute(q).mappings()]
 
 
-@router.delete("/{flow_id}", status_code=204, summary="Delete a flow with all its runs.")
+@router.delete("/{flow_id}", status_code=204, responses=NOT_FOUND,
+               summary="Delete a flow with all its runs.")
 def delete_flow(flow_id: FlowId, core: Core) -> Response:
     core.delete_flow(flow_id.lower())
     return Response(status_code=204)

@@ -7,17 +7,18 @@ from fastapi import APIRouter, Body
 from ...schemas import LogRecord
 from ...schemas.api import BatchResult, CacheRead, HistoryBatch, LogFilter, LogRow
 from ...store import queries
-from .deps import DB, Core
+from .deps import CONFLICT, DB, NOT_FOUND, Core
 
 router = APIRouter(tags=["Logs and history"])
 
 
-@router.post("/logs/", response_model=BatchResult, status_code=201, summary="Write log lines.")
+@router.post("/logs/", response_model=BatchResult, status_code=201, responses=CONFLICT,
+             summary="Write log lines.")
 def create_logs(rows: Annotated[list[LogRow], Body(max_length=100_000)], core: Core) -> BatchResult:
     return BatchResult(written=core.write_batch(HistoryBatch(logs=rows)))
 
 
-@router.post("/logs/filter", response_model=list[LogRecord],
+@router.post("/logs/filter", response_model=list[LogRecord], responses=NOT_FOUND,
              summary="Read log lines of a flow run or task run, oldest first.")
 def filter_logs(db: DB, body: LogFilter | None = None) -> list[LogRecord]:
     flt = body or LogFilter()
@@ -26,7 +27,7 @@ def filter_logs(db: DB, body: LogFilter | None = None) -> list[LogRecord]:
                              include_task_logs=flt.include_task_logs)
 
 
-@router.post("/history/batch", response_model=BatchResult,
+@router.post("/history/batch", response_model=BatchResult, responses=CONFLICT,
              summary="Write a client's batch of runs, states, logs and cache entries, all in "
                      "one transaction (the SDK's write path).")
 def write_batch(batch: HistoryBatch, core: Core) -> BatchResult:

@@ -11,10 +11,17 @@ from ...core.rules import Verdict
 from ...core.server_core import make_state
 from ...exceptions import ObjectNotFound
 from ...schemas import FlowRun, FlowRunFilter, StateRecord, TaskRun, TaskRunFilter
-from ...schemas.api import Count_, FlowRunCreate, SetState, SetStateResult, TaskRunCreate
+from ...schemas.api import (
+    Count_,
+    ErrorBody,
+    FlowRunCreate,
+    SetState,
+    SetStateResult,
+    TaskRunCreate,
+)
 from ...states import StateType
 from ...store import queries
-from .deps import DB, Core, RunId, RunIdOrPrefix
+from .deps import CONFLICT, DB, NOT_FOUND, Core, RunId, RunIdOrPrefix
 
 
 def _set_state(core: Any, db: Any, kind: str, run_id: str, body: SetState) -> Any:
@@ -40,19 +47,19 @@ def _set_state(core: Any, db: Any, kind: str, run_id: str, body: SetState) -> An
 _SET_STATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": SetStateResult, "description": "ACCEPT, NOOP (already in that state) or "
                                                   "WAIT (ask again after retry_after seconds)."},
-    409: {"description": "REJECT: the rules refuse the transition; `detail` says why."},
+    409: {"model": ErrorBody, "description": "REJECT: the rules refuse the transition; `detail` "
+                                             "says why (with the fields of a SetStateResult)."},
+    **NOT_FOUND,
 }
+_CREATE_RESPONSES = {**NOT_FOUND, **CONFLICT}
 
 flow_runs = APIRouter(prefix="/flow_runs", tags=["Flow runs"])
 
 
-@flow_runs.post("/", response_model=FlowRun, status_code=201, summary="Create a flow run.")
+@flow_runs.post("/", response_model=FlowRun, status_code=201, responses=_CREATE_RESPONSES,
+                summary="Create a flow run.")
 def create_flow_run(body: FlowRunCreate, core: Core, db: DB) -> FlowRun:
-    if body.flow_id is not None:
-        flow_id = body.flow_id
-    elif body.flow_name is not None:
-        flow_id = core.ensure_flow(body.flow_name)["id"]
-    else:
+    if body.flow_id is None and body.flow_name is None:
         raise ValueError("Give the flow run's flow: flow_name or flow_id.")
     s = body.state
     state = (make_state(s.type, s.name, s.message, s.timestamp, s.details) if s
@@ -60,13 +67,14 @@ def create_flow_run(body: FlowRunCreate, core: Core, db: DB) -> FlowRun:
     from ...engine.common import generate_run_name  # lazy: the engine is not the server's
 
     run_id = core.create_flow_run(
-        flow_id=flow_id, name=body.name or generate_run_name(), state=state, run_id=body.id,
+        flow_id=body.flow_id, flow_name=body.flow_name, name=body.name or generate_run_name(),
+        state=state, run_id=body.id,
         parameters=body.parameters, tags=body.tags, parent_task_run_id=body.parent_task_run_id,
         version=body.version)
     return queries.read_flow_run(db, run_id)
 
 
-@flow_runs.get("/{run_id}", response_model=FlowRun)
+@flow_runs.get("/{run_id}", response_model=FlowRun, responses=NOT_FOUND)
 def read_flow_run(run_id: RunIdOrPrefix, db: DB) -> FlowRun:
     return queries.read_flow_run(db, run_id)
 
@@ -89,12 +97,12 @@ def set_flow_run_state(run_id: RunId, body: SetState, core: Core, db: DB) -> Any
     return _set_state(core, db, "flow_run", run_id, body)
 
 
-@flow_runs.get("/{run_id}/states", response_model=list[StateRecord])
+@flow_runs.get("/{run_id}/states", response_model=list[StateRecord], responses=NOT_FOUND)
 def read_flow_run_states(run_id: RunIdOrPrefix, db: DB) -> list[StateRecord]:
     return queries.read_states(db, "flow_run", run_id)
 
 
-@flow_runs.delete("/{run_id}", status_code=204,
+@flow_runs.delete("/{run_id}", status_code=204, responses=NOT_FOUND,
                   summary="Delete a flow run, its task runs, states, logs and subflow runs.")
 def delete_flow_run(run_id: RunId, core: Core) -> Response:
     core.delete_flow_run(run_id.lower())
@@ -104,7 +112,8 @@ def delete_flow_run(run_id: RunId, core: Core) -> Response:
 task_runs = APIRouter(prefix="/task_runs", tags=["Task runs"])
 
 
-@task_runs.post("/", response_model=TaskRun, status_code=201, summary="Create a task run.")
+@task_runs.post("/", response_model=TaskRun, status_code=201, responses=_CREATE_RESPONSES,
+                summary="Create a task run.")
 def create_task_run(body: TaskRunCreate, core: Core, db: DB) -> TaskRun:
     s = body.state
     state = (make_state(s.type, s.name, s.message, s.timestamp, s.details) if s
@@ -116,12 +125,12 @@ def create_task_run(body: TaskRunCreate, core: Core, db: DB) -> TaskRun:
     return queries.read_task_run(db, run_id)
 
 
-@task_runs.get("/{run_id}", response_model=TaskRun)
+@task_runs.get("/{run_id}", response_model=TaskRun, responses=NOT_FOUND)
 def read_task_run(run_id: RunIdOrPrefix, db: DB) -> TaskRun:
     return queries.read_task_run(db, run_id)
 
 
-@task_runs.post("/filter", response_model=list[TaskRun],
+@task_runs.post("/filter", response_model=list[TaskRun], responses=NOT_FOUND,
                 summary="List task runs: filter by flow run, name, state, tags, time; sort; page.")
 def filter_task_runs(db: DB, body: TaskRunFilter | None = None) -> list[TaskRun]:
     flt = body or TaskRunFilter()
@@ -130,7 +139,7 @@ def filter_task_runs(db: DB, body: TaskRunFilter | None = None) -> list[TaskRun]
     return queries.read_task_runs(db, flt)
 
 
-@task_runs.post("/count", response_model=Count_)
+@task_runs.post("/count", response_model=Count_, responses=NOT_FOUND)
 def count_task_runs(db: DB, body: TaskRunFilter | None = None) -> Count_:
     return Count_(count=queries.count_task_runs(db, body or TaskRunFilter()))
 
@@ -143,12 +152,13 @@ def set_task_run_state(run_id: RunId, body: SetState, core: Core, db: DB) -> Any
     return _set_state(core, db, "task_run", run_id, body)
 
 
-@task_runs.get("/{run_id}/states", response_model=list[StateRecord])
+@task_runs.get("/{run_id}/states", response_model=list[StateRecord], responses=NOT_FOUND)
 def read_task_run_states(run_id: RunIdOrPrefix, db: DB) -> list[StateRecord]:
     return queries.read_states(db, "task_run", run_id)
 
 
-@task_runs.delete("/{run_id}", status_code=204, summary="Delete a task run with its states.")
+@task_runs.delete("/{run_id}", status_code=204, responses=NOT_FOUND,
+                  summary="Delete a task run with its states.")
 def delete_task_run(run_id: RunId, core: Core) -> Response:
     core.delete_task_run(run_id.lower())
     return Response(status_code=204)
