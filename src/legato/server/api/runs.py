@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -29,8 +30,8 @@ def _set_state(core: Any, db: Any, kind: str, run_id: str, body: SetState) -> An
     state = make_state(s.type, s.name, s.message, s.timestamp, s.details)
     decision, _run = core.set_state(kind, run_id.lower(), state, new_attempt=body.new_attempt,
                                     force=body.force, result=body.result)
-    read = queries.read_flow_run if kind == "flow_run" else queries.read_task_run
-    run = read(db, run_id.lower()).model_dump(mode="json")
+    # the run's stored fields as the decision left them (no second query)
+    run = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in _run.row.items()}
     result = SetStateResult(
         status=decision.verdict.value, reason=decision.reason, retry_after=decision.retry_after,
         state_id=state.id if decision.verdict is Verdict.ACCEPT else None, run=run)
