@@ -17,8 +17,9 @@ Legato and Prefect samples are interleaved (L, P, L, P, ...) so both see the sam
 what is reported is the median of each side and the ratio Prefect / Legato.
 
 The server workloads (`--only server_start / server_memory / server_seq_1000 /
-server_transitions`) start `legato server start` / `prefect server start` in a fresh home on a
-free port (bench/server.py) and point scripts or an HTTP load generator at it.
+server_transitions / server_sdk_transitions`) start `legato server start` / `prefect server
+start` in a fresh home on a free port (bench/server.py) and point scripts, an HTTP load generator
+or SDK client processes at it.
 
 Results: a table on stdout, docs/performance.md, and bench/results.json (every sample). Rows a run
 does not measure (`--only`) are carried over from the previous bench/results.json (or, without
@@ -567,6 +568,88 @@ def bench_transitions(impls: list[Impl], reps: int, quick: bool) -> list[Row]:
     return [row]
 
 
+def bench_sdk_transitions(impls: list[Impl], reps: int, quick: bool) -> list[Row]:
+    """A server on a fresh PostgreSQL database per sample, 8 SDK client processes running flows
+    of 500 trivial tasks for 10 s; task-run states in the database / wall time; alternating."""
+    import server as srv
+
+    clients, n, duration = 8, 500, 10.0
+    cap = 60.0 if quick else 120.0
+    row = Row(
+        f"task-run state transitions through the SDK's own write path, PostgreSQL, {clients} "
+        f"client processes running flows of {n} tasks (task-run states recorded per s)",
+        "per_s",
+        "≥ 2,000 / s",
+        key="server_sdk_transitions",
+    )
+    outs: dict[str, list[dict[str, Any]]] = {i.name: [] for i in impls}
+    for r in range(reps):
+        for impl in impls:
+            o = srv.sdk_transitions_session(
+                impl, clients=clients, n=n, duration_s=duration, cap_s=cap, log=log
+            )
+            outs[impl.name].append(o)
+            detail = (
+                f"{o['per_s']:,.0f}/s ({o['states']:,} of {o['expected_states']:,} task-run "
+                f"states, {o['flows']:,} flows, in {o['wall_s']:.1f} s: flows done at "
+                f"{o['flows_s']:.1f} s with {o['states_at_flows_done']:,} states there, then "
+                + ("complete" if o["complete"] else "NOT complete at the cap")
+                + f" {o['waited_s']:.1f} s later); {o['per_server_cpu_s']:,.0f} per server "
+                f"CPU-second; server CPU {o['server_cpu']:.2f}, machine {o['machine_cpu']:.2f} of "
+                f"{o['cpus']} CPUs; load average {o['load_average'][0]:.1f}"
+                if "per_s" in o
+                else "no result"
+            )
+            log(
+                f"  {'sdk-trans':<12} {impl.label:<14} rep {r + 1}/{reps}: {detail}"
+                + (f"  FAILED ({o['errors'][0].splitlines()[0]})" if o["errors"] else "")
+            )
+    for name, os_ in outs.items():
+        ok = [o for o in os_ if "per_s" in o]
+        mid = sorted(ok, key=lambda o: o["per_s"])[(len(ok) - 1) // 2] if ok else None
+        row.values[name] = {
+            "median": median([o["per_s"] for o in ok]),
+            "samples": [o["per_s"] for o in ok],
+            "states": [o["states"] for o in ok],
+            "expected_states": [o["expected_states"] for o in ok],
+            "complete": [o["complete"] for o in ok],
+            "wall_s": [o["wall_s"] for o in ok],
+            "flows_s": [o["flows_s"] for o in ok],
+            "waited_s": [o["waited_s"] for o in ok],
+            "states_at_flows_done": [o["states_at_flows_done"] for o in ok],
+            "flows": [o["flows"] for o in ok],
+            "flow_s_median": [median(o["flow_s"]) for o in ok],
+            "progress": [o["progress"] for o in ok],
+            "server_cpu": median([o["server_cpu"] for o in ok]),
+            "per_server_cpu_s": median([o["per_server_cpu_s"] for o in ok]),
+            "machine_cpu": median([o["machine_cpu"] for o in ok]),
+            "cap_s": cap,
+            "healthy_s_postgres": [o.get("healthy_s") for o in os_],
+            "extra": sdk_transitions_extra(mid) if mid else "",
+            "errors": [e for o in os_ for e in o["errors"] + o.get("client_errors", [])],
+        }
+    if "legato" in row.values:
+        row.met = row.values["legato"]["median"] >= 2000
+    return [row]
+
+
+def sdk_transitions_extra(o: dict[str, Any]) -> str:
+    """The cell's detail for the median sample."""
+    if o["complete"]:
+        end = f"all there {o['waited_s']:.1f} s after the last flow returned"
+    else:
+        end = (
+            f"only {o['states']:,} of {o['expected_states']:,} there when the wait was capped "
+            f"{o['waited_s']:.0f} s after the last flow returned"
+        )
+    cpu = o["per_server_cpu_s"]
+    return (
+        f" ({o['states']:,} states of {o['task_runs']:,} task runs in "
+        f"{o['wall_s']:.1f} s; flows done at {o['flows_s']:.1f} s, {end}"
+        + (f"; {cpu:,.0f} per server CPU-second)" if cpu == cpu else ")")
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------------
@@ -594,7 +677,7 @@ def fmt(row: Row, name: str) -> str:
             text += f" (p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.0f} ms a call"
             cpu = v.get("per_server_cpu_s", NAN)
             text += f"; {cpu:,.0f} per server CPU-second)" if cpu == cpu else ")"
-        return text
+        return text + v.get("extra", "")
     text = f"{m:.3f} s"
     if "best" in v:
         text += f" (best {v['best']:.3f})"
@@ -718,6 +801,22 @@ default settings: one process, SQLite in a fresh home unless said otherwise):
   CPUs the 8 client processes and the server share the cores (with whatever else runs there), so
   this is a floor for what the server does on its own. The cell also gives accepted transitions
   per CPU-second the server process used in the window: roughly what one free core would give.
+  This row counts one `set_state` per HTTP request, which is not how either SDK records task runs.
+- **task-run state transitions through the SDK**: what the SDKs actually send. A server on a fresh
+  PostgreSQL 15 database as above; 8 client processes run `server_sdk_transitions.py` with
+  `LEGATO_API_URL` / `PREFECT_API_URL` set: after importing the SDK and a task-less warm-up flow,
+  all start together and run a flow of 500 sequential `inc` tasks again and again for 10 s (a flow
+  started in time runs to its end), then stay alive. The task-run states in the server's
+  database (`SELECT count(*) FROM task_run_state`, read from PostgreSQL directly, the same table
+  name in both) are divided by the wall time from the common start until every task run the
+  clients ran has its three states (Pending, Running, Completed) there; if that does not happen
+  within the cap (60 s after the last client's last flow returned; 120 s in a full run), what was
+  there at the cap over the time until then, and the cell says so. This counts transitions
+  through each SDK's **batched write path** — Legato's client sends task runs and their states in
+  batches (`POST /api/history/batch`, flushed every 0.5 s and before a flow call returns),
+  Prefect 3 sends task-run states as events that its server's task-run recorder writes — while
+  the row above counts one `set_state` per request. Clients, server and PostgreSQL share the 2
+  CPUs, so this too is a floor; the cell gives the states per CPU-second the server used.
 
 {"Failures:" + chr(10) + chr(10).join(failures) if failures else "No run failed."}
 
@@ -761,6 +860,7 @@ ROW_ORDER = [
     "server_seq_1000_process",
     "server_history",
     "server_transitions",
+    "server_sdk_transitions",
 ]
 
 
@@ -779,6 +879,7 @@ def _guess_key(title: str) -> str:
         ("against the server (flow call", "server_seq_1000"),
         ("against the server, whole", "server_seq_1000_process"),
         ("readable through the API", "server_history"),
+        ("through the SDK", "server_sdk_transitions"),
         ("state transitions", "server_transitions"),
     ):
         if fragment in title:
@@ -840,7 +941,15 @@ def with_carried(rows: list[Row]) -> list[Row]:
 
 # --------------------------------------------------------------------------------------------
 def main() -> int:
-    names = ["import", "first_flow", "seq_1000", "map_10000", *SERVER_NAMES, "server_transitions"]
+    names = [
+        "import",
+        "first_flow",
+        "seq_1000",
+        "map_10000",
+        *SERVER_NAMES,
+        "server_transitions",
+        "server_sdk_transitions",
+    ]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions (same workloads)")
     p.add_argument(
@@ -883,6 +992,7 @@ def main() -> int:
             "server_memory": 2,
             "server_seq_1000": 2,
             "server_transitions": 1,
+            "server_sdk_transitions": 1,
         }
         if args.quick
         else {
@@ -894,6 +1004,7 @@ def main() -> int:
             "server_memory": 3,
             "server_seq_1000": 3,
             "server_transitions": 3,
+            "server_sdk_transitions": 3,
         }
     )
     if args.reps:
@@ -931,6 +1042,9 @@ def main() -> int:
     if "server_transitions" in selected:
         log("state transitions on PostgreSQL, 8 clients ...")
         rows += bench_transitions(impls, reps["server_transitions"], args.quick)
+    if "server_sdk_transitions" in selected:
+        log("task-run state transitions through the SDKs on PostgreSQL, 8 clients ...")
+        rows += bench_sdk_transitions(impls, reps["server_sdk_transitions"], args.quick)
     if not args.fresh:
         rows = with_carried(rows)
 

@@ -9,6 +9,10 @@ What is here is the machinery; run.py turns the numbers into table rows.
   that can be read 1 s after the flow returned (server_history.py), memory after those runs.
 - transitions_session: one server on a fresh PostgreSQL database, 8 client processes driving
   flow runs Pending -> Running -> Completed through POST /api/flow_runs/{id}/set_state.
+- sdk_transitions_session: one server on a fresh PostgreSQL database, 8 processes of
+  workloads/server_sdk_transitions.py (the real SDK) running flows of trivial tasks; the
+  task-run states the server recorded (task_run_state, read from PostgreSQL) per second of wall
+  time: the SDKs' own batched / event write path, not one set_state per request.
 
 The HTTP load generator is the same code for both servers (httpx, one keep-alive connection per
 client process); only the flow run creation body and the count endpoints' filter bodies differ.
@@ -440,23 +444,12 @@ def drop_database(name: str) -> None:
         con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def transitions_session(
-    impl: Any,
-    *,
-    clients: int = 8,
-    duration_s: float = 10.0,
-    warmup_s: float = 2.0,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """A server on a fresh PostgreSQL database; `clients` processes each create flow runs and
-    drive them Pending -> Running -> Completed for warmup_s + duration_s; accepted set_state
-    calls that finished inside the last duration_s are counted."""
-    out: dict[str, Any] = {
-        "errors": [],
-        "clients": clients,
-        "duration_s": duration_s,
-        "load_average": os.getloadavg(),
-    }
+def on_postgres(
+    impl: Any, out: dict[str, Any], what: str, body: Callable[[Server, str], dict[str, Any]]
+) -> None:
+    """A server on a fresh PostgreSQL database (created here, dropped WITH (FORCE) afterwards),
+    then body(server, dsn) with dsn a libpq URL of that database; its result goes into out,
+    failures into out["errors"]."""
     db = f"bench_{impl.name}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     url = (
         f"postgresql+psycopg://{PG}/{db}"
@@ -474,19 +467,44 @@ def transitions_session(
                 )
             except BenchError as exc:
                 out["errors"].append(str(exc))
-                return out
+                return
             try:
                 out["healthy_s"] = server.healthy_s
                 try:
-                    out.update(drive_transitions(server, clients, duration_s, warmup_s))
+                    out.update(body(server, f"postgresql://{PG}/{db}"))
                 except Exception as exc:  # noqa: BLE001 - a failed sample, not a failed bench
-                    out["errors"].append(f"load generator: {exc!r}")
+                    out["errors"].append(f"{what}: {exc!r}")
                 if server.proc.poll() is not None:
                     out["errors"].append(f"the server died: {tail(server.log_path)}")
             finally:
                 stop_server(server)
     finally:
         drop_database(db)
+
+
+def transitions_session(
+    impl: Any,
+    *,
+    clients: int = 8,
+    duration_s: float = 10.0,
+    warmup_s: float = 2.0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """A server on a fresh PostgreSQL database; `clients` processes each create flow runs and
+    drive them Pending -> Running -> Completed for warmup_s + duration_s; accepted set_state
+    calls that finished inside the last duration_s are counted."""
+    out: dict[str, Any] = {
+        "errors": [],
+        "clients": clients,
+        "duration_s": duration_s,
+        "load_average": os.getloadavg(),
+    }
+    on_postgres(
+        impl,
+        out,
+        "load generator",
+        lambda server, _dsn: drive_transitions(server, clients, duration_s, warmup_s),
+    )
     return out
 
 
@@ -600,3 +618,226 @@ def _client_worker(
     except Exception as exc:  # noqa: BLE001 - reported, not raised, so the parent gets a result
         out["exception"] = repr(exc)
     results.put(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Task-run state transitions through the SDK's own write path
+# --------------------------------------------------------------------------------------------
+STATES_PER_TASK_RUN = 3  # Pending, Running, Completed: what both SDKs record for a plain task
+
+
+def sdk_transitions_session(
+    impl: Any,
+    *,
+    clients: int = 8,
+    n: int = 500,
+    duration_s: float = 10.0,
+    cap_s: float = 60.0,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """A server on a fresh PostgreSQL database; `clients` processes of
+    workloads/server_sdk_transitions.py (the real SDK, API URL set) run flows of n sequential
+    `inc` tasks for duration_s from a common start; then the task-run states in the server's
+    database are counted until every task run the clients ran has its states there, or cap_s
+    after the last client's last flow returned."""
+    out: dict[str, Any] = {
+        "errors": [],
+        "clients": clients,
+        "n": n,
+        "duration_s": duration_s,
+        "cap_s": cap_s,
+        "load_average": os.getloadavg(),
+    }
+    on_postgres(
+        impl,
+        out,
+        "SDK clients",
+        lambda server, dsn: drive_sdk_transitions(server, dsn, clients, n, duration_s, cap_s, log),
+    )
+    return out
+
+
+def _count_task_run_states(con: Any) -> tuple[int, int]:
+    """(all task-run states, Completed ones): the same table and column names in both
+    schemas (Prefect's `type` is an enum, compared with a text literal)."""
+    row = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE type = 'COMPLETED') FROM task_run_state"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def drive_sdk_transitions(
+    server: Server,
+    dsn: str,
+    clients: int,
+    n: int,
+    duration_s: float,
+    cap_s: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    import psycopg
+
+    impl = server.impl
+    tmp = server.home.parent
+    procs: list[subprocess.Popen] = []
+    lines: queue.Queue[tuple[int, str | None]] = queue.Queue()  # (client, line); None: EOF
+    err_paths: list[Path] = []
+
+    def reader(i: int, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put((i, line))
+        lines.put((i, None))
+
+    def client_failed(i: int, what: str) -> BenchError:
+        procs[i].wait(timeout=10)
+        return BenchError(
+            f"client {i} {what} (exit code {procs[i].returncode}): {tail(err_paths[i])}"
+        )
+
+    try:
+        for i in range(clients):
+            env = client_env(impl, tmp, server.api)
+            err_paths.append(tmp / f"sdk-client-{i}.log")
+            with open(err_paths[-1], "wb") as errf:
+                proc = subprocess.Popen(
+                    [
+                        str(impl.python),
+                        "server_sdk_transitions.py",
+                        impl.name,
+                        str(n),
+                        str(duration_s),
+                    ],
+                    cwd=WORKLOADS,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=errf,
+                    text=True,
+                    start_new_session=True,
+                )
+            procs.append(proc)
+            threading.Thread(target=reader, args=(i, proc), daemon=True).start()
+
+        # every client has imported its SDK and run a task-less warm-up flow
+        t_spawn = time.perf_counter()
+        deadline = t_spawn + impl.timeout
+        ready: set[int] = set()
+        while len(ready) < clients:
+            try:
+                i, line = lines.get(timeout=max(0.1, deadline - time.perf_counter()))
+            except queue.Empty:
+                raise BenchError(
+                    f"{clients - len(ready)} clients not ready after {impl.timeout:.0f} s"
+                ) from None
+            if line is None:
+                raise client_failed(i, "exited before it was ready")
+            if line.startswith("BENCH_READY"):
+                ready.add(i)
+        ready_s = time.perf_counter() - t_spawn
+
+        with psycopg.connect(dsn, autocommit=True) as con:
+            base_total, base_completed = _count_task_run_states(con)
+            go = time.time() + 0.5
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(f"{go!r}\n")
+                p.stdin.flush()
+            time.sleep(max(0.0, go - time.time()))
+            cpu0, self0 = cpu_tree(server.proc.pid), psutil.cpu_times()
+
+            done: dict[int, dict[str, Any]] = {}
+            progress: list[list[float]] = []  # [s since start, task-run states]
+            last_logged = go
+            complete_at: float | None = None
+            all_done_at: float | None = None
+            at_all_done: tuple[int, int] | None = None
+            next_poll = go
+            while True:
+                # until every client is done: count once a second, and at once when the last
+                # one reports; then every 0.1 s
+                while len(done) < clients:
+                    try:
+                        i, line = lines.get(timeout=max(0.0, next_poll - time.time()) or 1e-3)
+                    except queue.Empty:
+                        break
+                    if line is None:
+                        if i not in done:
+                            raise client_failed(i, "exited before its flows were done")
+                    elif line.startswith("BENCH_DONE "):
+                        done[i] = json.loads(line[len("BENCH_DONE ") :])
+                now = time.time()
+                next_poll = now + 1.0
+                total, completed = _count_task_run_states(con)
+                total -= base_total
+                completed -= base_completed
+                if now - last_logged >= 1.0:
+                    progress.append([round(now - go, 2), total])
+                    last_logged = now
+                if len(done) == clients:
+                    expected = sum(d["tasks"] for d in done.values())
+                    if all_done_at is None:
+                        all_done_at = max(d["finished_at"] for d in done.values())
+                        at_all_done = (total, completed)
+                    if completed >= expected and total >= STATES_PER_TASK_RUN * expected:
+                        complete_at = now
+                        break
+                    if now - all_done_at >= cap_s:
+                        break
+                    time.sleep(0.1)
+                elif now - go > impl.timeout:
+                    raise BenchError(
+                        f"{clients - len(done)} clients not done after {impl.timeout:.0f} s"
+                    )
+            cpu1, self1 = cpu_tree(server.proc.pid), psutil.cpu_times()
+        progress.append([round(now - go, 2), total])
+        end = complete_at if complete_at is not None else now
+        wall = end - go
+        busy = lambda t: t.user + t.system + getattr(t, "nice", 0.0)  # noqa: E731
+        assert all_done_at is not None and at_all_done is not None
+        result: dict[str, Any] = {
+            "per_s": total / wall,
+            "states": total,
+            "completed_states": completed,
+            "expected_states": STATES_PER_TASK_RUN * expected,
+            "task_runs": expected,
+            "flows": sum(d["flows"] for d in done.values()),
+            "complete": complete_at is not None,
+            "wall_s": wall,
+            # the clients' flows: start until the last client's last flow returned
+            "flows_s": all_done_at - go,
+            "states_at_flows_done": at_all_done[0],
+            # after the last flow returned: until the count was complete, or the cap
+            "waited_s": end - all_done_at,
+            "flow_s": [s for d in done.values() for s in d.get("flow_s", [])],
+            "progress": progress,
+            "ready_s": ready_s,
+            "server_cpu": (cpu1 - cpu0) / wall,
+            "per_server_cpu_s": total / (cpu1 - cpu0) if cpu1 > cpu0 else float("nan"),
+            "machine_cpu": (busy(self1) - busy(self0)) / wall,
+            "cpus": os.cpu_count(),
+        }
+
+        # let the clients exit (their flows are over; what the exit flushes is not counted)
+        for p in procs:
+            try:
+                assert p.stdin is not None
+                p.stdin.write("\n")
+                p.stdin.close()
+            except OSError:
+                pass
+        for i, p in enumerate(procs):
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                result.setdefault("client_errors", []).append(f"client {i}: did not exit in 60 s")
+                continue
+            if p.returncode != 0:
+                result.setdefault("client_errors", []).append(
+                    f"client {i} exit code {p.returncode}: {tail(err_paths[i])}"
+                )
+        return result
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                kill_tree(p, grace=5.0)
