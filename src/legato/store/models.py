@@ -19,6 +19,9 @@ metadata = sa.MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+# the trigram indexes (ix_*__name_trgm) need pg_trgm when create_all makes a fresh PostgreSQL schema
+sa.event.listen(metadata, "before_create", sa.DDL("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                .execute_if(dialect="postgresql"))
 
 
 class Timestamp(sa.TypeDecorator):
@@ -123,9 +126,20 @@ flow_run = sa.Table(
     *_stamps(),
     sa.Index(None, "flow_id", "created"),
     sa.Index(None, "state_type", "created"),
+    sa.Index(None, "state_name", "created"),
     sa.Index(None, "start_time"),
+    sa.Index(None, "end_time"),  # retention: finished runs by end time
     sa.Index(None, "created"),
+    sa.Index(None, "name"),  # sort name_asc
     sa.Index(None, "parent_task_run_id"),
+    # the start_after/start_before filters compare coalesce(start_time, created)
+    sa.Index("ix_flow_run__start_time_or_created", sa.text("coalesce(start_time, created)")),
+    # PostgreSQL only (empty partial indexes on SQLite, which could not use them): name_like
+    # (LIKE '%x%', pg_trgm trigrams) and tags_all (tags @> '[...]')
+    sa.Index("ix_flow_run__name_trgm", "name", postgresql_using="gin",
+             postgresql_ops={"name": "gin_trgm_ops"}, sqlite_where=sa.text("0")),
+    sa.Index(None, "tags", postgresql_using="gin", postgresql_ops={"tags": "jsonb_path_ops"},
+             sqlite_where=sa.text("0")),
 )
 
 task_run = sa.Table(
@@ -152,9 +166,18 @@ task_run = sa.Table(
     sa.Column("empirical_policy", JSON, nullable=False, default=dict),
     *_stamps(),
     sa.Index(None, "flow_run_id", "created"),
-    sa.Index(None, "state_type"),
+    sa.Index(None, "state_type", "created"),
     sa.Index(None, "cache_key"),
     sa.Index(None, "created"),
+    sa.Index(None, "end_time"),  # retention: finished runs by end time
+    # PostgreSQL only (empty partial indexes on SQLite: every index costs the embedded per-task
+    # write path): start_after/start_before, name_like (pg_trgm) and tags_all
+    sa.Index("ix_task_run__start_time_or_created", sa.text("coalesce(start_time, created)"),
+             sqlite_where=sa.text("0")),
+    sa.Index("ix_task_run__name_trgm", "name", postgresql_using="gin",
+             postgresql_ops={"name": "gin_trgm_ops"}, sqlite_where=sa.text("0")),
+    sa.Index(None, "tags", postgresql_using="gin", postgresql_ops={"tags": "jsonb_path_ops"},
+             sqlite_where=sa.text("0")),
 )
 
 

@@ -15,6 +15,7 @@ from .database import Database
 
 _ID_CHARS = frozenset("0123456789abcdef-")
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ZERO_ID, _LAST_ID = "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"
 _flow_run_cols = [*models.flow_run.c, models.flow.c.name.label("flow_name")]
 
 
@@ -31,9 +32,13 @@ def _resolve_id(conn: sa.Connection, table: sa.Table, run_id: str, what: str) ->
         return run_id
     if len(run_id) < 4:
         raise ObjectNotFound(f"{what} id {run_id!r} is too short; give at least 4 characters.")
+    # a prefix is a range of the primary key (a LIKE on the id's text reads every row)
+    n = len(run_id)
+    if any((_ZERO_ID[i] == "-") != (c == "-") for i, c in enumerate(run_id)):
+        raise ObjectNotFound(f"No {what} with an id starting {run_id!r} in the history.")
+    lo, hi = run_id + _ZERO_ID[n:], run_id + _LAST_ID[n:]
     rows = conn.execute(
-        sa.select(table.c.id).where(sa.cast(table.c.id, sa.String).like(f"{run_id}%")).limit(2)
-    ).all()
+        sa.select(table.c.id).where(table.c.id >= lo, table.c.id <= hi).limit(2)).all()
     if not rows:
         raise ObjectNotFound(f"No {what} with an id starting {run_id!r} in the history.")
     if len(rows) > 1:
@@ -56,9 +61,13 @@ def count_flow_runs(db: Database, flt: FlowRunFilter) -> int:
 
 def _flow_run_query(db: Database, flt: FlowRunFilter, q: Any, *, ordered: bool) -> Any:
     fr, f = models.flow_run, models.flow
-    q = q.select_from(fr.join(f, f.c.id == fr.c.flow_id))
+    # the flow is joined to list runs (for flow_name), not to count them
+    q = q.select_from(fr.join(f, f.c.id == fr.c.flow_id) if ordered else fr)
     if flt.flow_name is not None:
-        q = q.where(f.c.name == flt.flow_name)
+        # a scalar subquery, so the planner walks (flow_id, created) in order rather than
+        # fetching and sorting all of a busy flow's runs
+        q = q.where(fr.c.flow_id == sa.select(f.c.id).where(f.c.name == flt.flow_name)
+                    .scalar_subquery())
     if flt.flow_id is not None:
         q = q.where(fr.c.flow_id == flt.flow_id)
     if flt.name_like:
@@ -81,9 +90,14 @@ def _flow_run_query(db: Database, flt: FlowRunFilter, q: Any, *, ordered: bool) 
     if flt.start_before is not None:
         q = q.where(start <= flt.start_before)
     if ordered:
+        window = flt.start_after is not None or flt.start_before is not None
         order = {
             "created_desc": [fr.c.created.desc(), fr.c.id],
-            "created_asc": [fr.c.created.asc(), fr.c.id],
+            # oldest first in a time window: an expression of `created` keeps the planner off
+            # the created index (walking it from the oldest run to the window) and on the
+            # window's own index
+            "created_asc": [(sa.func.coalesce(fr.c.created, fr.c.created) if window
+                             else fr.c.created).asc(), fr.c.id],
             "start_time_desc": [fr.c.start_time.desc(), fr.c.id],
             "name_asc": [fr.c.name.asc(), fr.c.id],
         }[flt.sort]
@@ -134,7 +148,12 @@ def read_task_runs(db: Database, flt: TaskRunFilter | None = None) -> list[TaskR
     tr = models.task_run
     with db.read() as conn:
         q = _task_run_query(conn, db, flt, sa.select(tr))
-        order = tr.c.created.asc() if flt.sort == "created_asc" else tr.c.created.desc()
+        if flt.sort != "created_asc":
+            order = tr.c.created.desc()
+        elif flt.start_after is not None or flt.start_before is not None:
+            order = sa.func.coalesce(tr.c.created, tr.c.created).asc()  # (see flow runs)
+        else:
+            order = tr.c.created.asc()
         q = q.order_by(order, tr.c.id).limit(flt.limit).offset(flt.offset)
         rows = conn.execute(q).mappings().all()
     return [TaskRun(**r) for r in rows]
