@@ -77,7 +77,7 @@ def task_run_ls(
         cells: list[Any] = [r.id, r.name, r.task_key]
         if flow_run_id is None:
             # a prefix is enough to pass to `legato flow-run inspect`
-            cells.append(r.flow_run_id[:8] if r.flow_run_id else "-")
+            cells.append(r.flow_run_id or "-")  # (a short prefix of a UUIDv7 is not unique)
         cells += [state_text(r.state_type, r.state_name), local_time(r.start_time), duration(r)]
         table.add_row(*cells)
     console().print(table)
