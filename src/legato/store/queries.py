@@ -90,14 +90,11 @@ def _flow_run_query(db: Database, flt: FlowRunFilter, q: Any, *, ordered: bool) 
     if flt.start_before is not None:
         q = q.where(start <= flt.start_before)
     if ordered:
-        window = flt.start_after is not None or flt.start_before is not None
+        created = (sa.func.coalesce(fr.c.created, fr.c.created)
+                   if _window_sort(flt, flt.sort == "created_asc") else fr.c.created)
         order = {
-            "created_desc": [fr.c.created.desc(), fr.c.id],
-            # oldest first in a time window: an expression of `created` keeps the planner off
-            # the created index (walking it from the oldest run to the window) and on the
-            # window's own index
-            "created_asc": [(sa.func.coalesce(fr.c.created, fr.c.created) if window
-                             else fr.c.created).asc(), fr.c.id],
+            "created_desc": [created.desc(), fr.c.id],
+            "created_asc": [created.asc(), fr.c.id],
             "start_time_desc": [fr.c.start_time.desc(), fr.c.id],
             "name_asc": [fr.c.name.asc(), fr.c.id],
         }[flt.sort]
@@ -106,6 +103,16 @@ def _flow_run_query(db: Database, flt: FlowRunFilter, q: Any, *, ordered: bool) 
         # in the database, so that limit/offset page through matches and nothing is over-read
         q = q.where(*_has_tags(db, flt.tags_all, "flow_run"))
     return q
+
+
+def _window_sort(flt: Any, ascending: bool) -> bool:
+    """Sort a start-time window by an expression of `created` (the same order)? It keeps the
+    planner off the created index and on the window's own, so the cost follows the rows in the
+    window: right for a closed window, or oldest-first after a start time, where walking the
+    created index would cross all the history before the window. An open window walked from its
+    own end (newest first after T, oldest first before T) finds its rows at once: left as is."""
+    after, before = flt.start_after is not None, flt.start_before is not None
+    return (after and before) or (after and ascending)
 
 
 def _has_tags(db: Database, tags: list[str], table: str) -> list[Any]:
@@ -148,12 +155,9 @@ def read_task_runs(db: Database, flt: TaskRunFilter | None = None) -> list[TaskR
     tr = models.task_run
     with db.read() as conn:
         q = _task_run_query(conn, db, flt, sa.select(tr))
-        if flt.sort != "created_asc":
-            order = tr.c.created.desc()
-        elif flt.start_after is not None or flt.start_before is not None:
-            order = sa.func.coalesce(tr.c.created, tr.c.created).asc()  # (see flow runs)
-        else:
-            order = tr.c.created.asc()
+        created = (sa.func.coalesce(tr.c.created, tr.c.created)  # (see _window_sort)
+                   if _window_sort(flt, flt.sort == "created_asc") else tr.c.created)
+        order = created.asc() if flt.sort == "created_asc" else created.desc()
         q = q.order_by(order, tr.c.id).limit(flt.limit).offset(flt.offset)
         rows = conn.execute(q).mappings().all()
     return [TaskRun(**r) for r in rows]
