@@ -107,7 +107,7 @@ class Database:
                 dbapi_conn.isolation_level = None
                 cur = dbapi_conn.cursor()
                 cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
-                cur.execute("PRAGMA journal_mode = WAL")
+                _set_wal(cur, busy_ms / 1000)
                 cur.execute("PRAGMA synchronous = NORMAL")
                 cur.execute("PRAGMA foreign_keys = ON")
                 cur.close()
@@ -206,6 +206,25 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _set_wal(cur: Any, timeout: float) -> None:
+    """Switch a SQLite file to WAL. On a fresh file that other processes are opening at the same
+    moment, the switch can answer "database is locked" at once, without waiting on the busy
+    timeout (it needs the file to itself): try again until the timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
 
 def _first_line(text: str) -> str:
