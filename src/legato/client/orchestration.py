@@ -54,7 +54,9 @@ def get_client(sync_client: bool = False) -> Any:
     s = get_settings()
     if not s.api_url:
         return _Embedded(asynchronous=not sync_client)
-    from .http import AsyncApi, SyncApi, Transport
+    # lazy: httpx, only when a server is configured
+    from .api import AsyncApi, SyncApi
+    from .http import Transport
 
     transport = Transport(s.api_url, s.api_key, timeout=s.api_request_timeout,
                           retries=s.api_request_retries)
