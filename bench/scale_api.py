@@ -659,91 +659,8 @@ def calls() -> list[Call]:
 
 
 # -- proposed query changes, measured by monkeypatching the server -----------------------------
-def _patch_prefix_range() -> None:
-    """_resolve_id: a prefix becomes a range on the primary key (id >= lo AND id <= hi) instead
-    of CAST(id AS text) LIKE 'prefix%' (which reads every row on PostgreSQL)."""
-    import sqlalchemy as sa
-
-    from legato.exceptions import ObjectNotFound
-    from legato.store import queries
-
-    zero, eff = "00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"
-
-    def _resolve_id(conn: Any, table: Any, run_id: str, what: str) -> str:
-        run_id = str(run_id).strip().lower()
-        if not queries._ID_CHARS.issuperset(run_id) or len(run_id) > 36:
-            raise ObjectNotFound(f"No {what} with id {run_id!r}: ids are UUIDs (hex digits, dashes).")
-        if len(run_id) == 36:
-            return run_id
-        if len(run_id) < 4:
-            raise ObjectNotFound(f"{what} id {run_id!r} is too short; give at least 4 characters.")
-        n = len(run_id)
-        if any((zero[i] == "-") != (c == "-") for i, c in enumerate(run_id)):
-            raise ObjectNotFound(f"No {what} with an id starting {run_id!r} in the history.")
-        lo, hi = run_id + zero[n:], run_id + eff[n:]
-        rows = conn.execute(
-            sa.select(table.c.id).where(table.c.id >= lo, table.c.id <= hi).limit(2)).all()
-        if not rows:
-            raise ObjectNotFound(f"No {what} with an id starting {run_id!r} in the history.")
-        if len(rows) > 1:
-            raise ObjectNotFound(f"More than one {what} id starts with {run_id!r}; give more of it.")
-        return str(rows[0][0])
-
-    queries._resolve_id = _resolve_id
-
-
-def _patch_flow_name_subquery() -> None:
-    """_flow_run_query: flow_name becomes `flow_run.flow_id = (SELECT id FROM flow WHERE name =
-    :name)` (so the planner walks ix_flow_run__flow_id_created in order instead of fetching and
-    sorting all of a busy flow's runs), and the flow table is joined only to list runs (for the
-    flow_name column), never to count them."""
-    import sqlalchemy as sa
-
-    from legato.store import models, queries
-
-    def _flow_run_query(db: Any, flt: Any, q: Any, *, ordered: bool) -> Any:
-        fr, f = models.flow_run, models.flow
-        # (ordered: the listing, which needs the flow's name; else the count)
-        q = q.select_from(fr.join(f, f.c.id == fr.c.flow_id) if ordered else fr)
-        if flt.flow_name is not None:
-            q = q.where(fr.c.flow_id == sa.select(f.c.id).where(f.c.name == flt.flow_name)
-                        .scalar_subquery())
-        if flt.flow_id is not None:
-            q = q.where(fr.c.flow_id == flt.flow_id)
-        if flt.name_like:
-            q = q.where(fr.c.name.like(f"%{queries._escape_like(flt.name_like)}%", escape="\\"))
-        if flt.ids is not None:
-            q = q.where(fr.c.id.in_(flt.ids))
-        if flt.parent_flow_run_id is not None:
-            tr = models.task_run
-            q = q.where(fr.c.parent_task_run_id.in_(
-                sa.select(tr.c.id).where(tr.c.flow_run_id == flt.parent_flow_run_id)))
-        if flt.state_types:
-            q = q.where(fr.c.state_type.in_([s.value for s in flt.state_types]))
-        if flt.state_names:
-            q = q.where(fr.c.state_name.in_(flt.state_names))
-        if flt.parent_task_run_id is not None:
-            q = q.where(fr.c.parent_task_run_id == flt.parent_task_run_id)
-        start = sa.func.coalesce(fr.c.start_time, fr.c.created)
-        if flt.start_after is not None:
-            q = q.where(start >= flt.start_after)
-        if flt.start_before is not None:
-            q = q.where(start <= flt.start_before)
-        if ordered:
-            order = {
-                "created_desc": [fr.c.created.desc(), fr.c.id],
-                "created_asc": [fr.c.created.asc(), fr.c.id],
-                "start_time_desc": [fr.c.start_time.desc(), fr.c.id],
-                "name_asc": [fr.c.name.asc(), fr.c.id],
-            }[flt.sort]
-            q = q.order_by(*order)
-        if flt.tags_all:
-            q = q.where(*queries._has_tags(db, flt.tags_all, "flow_run"))
-        return q
-
-    queries._flow_run_query = _flow_run_query
-
-
+# (the id-prefix range, flow_name subquery, window sort and server GC tuning measured here first
+# are now in legato itself; what remains has not been adopted)
 def _patch_start_before_bound() -> None:
     """_flow_run_query and _task_run_query: with start_before, also `created <= start_before +
     1 hour`. A run starts after it is created, so coalesce(start_time, created) <= T implies
@@ -769,64 +686,8 @@ def _patch_start_before_bound() -> None:
     queries._flow_run_query, queries._task_run_query = _flow_run_query, _task_run_query
 
 
-def _patch_asc_window_sort() -> None:
-    """read_task_runs and _flow_run_query: oldest first (created_asc) with start_after or
-    start_before, order by `coalesce(created, created)`, the same order, which keeps the planner
-    off the created index: it takes the window's rows from the *_start_time_or_created index and
-    sorts them, a cost that grows with the rows in the window, instead of walking `created` from
-    the oldest run to the window (all the history before it)."""
-    import sqlalchemy as sa
-
-    from legato.schemas import TaskRun, TaskRunFilter
-    from legato.store import models, queries
-
-    flow_run_query = queries._flow_run_query
-
-    def _flow_run_query(db: Any, flt: Any, q: Any, *, ordered: bool) -> Any:
-        q = flow_run_query(db, flt, q, ordered=ordered)
-        if ordered and flt.sort == "created_asc" and (flt.start_after or flt.start_before):
-            fr = models.flow_run
-            q = q.order_by(None).order_by(sa.func.coalesce(fr.c.created, fr.c.created), fr.c.id)
-        return q
-
-    def read_task_runs(db: Any, flt: Any = None) -> list[Any]:
-        flt = flt or TaskRunFilter()
-        tr = models.task_run
-        with db.read() as conn:
-            q = queries._task_run_query(conn, db, flt, sa.select(tr))
-            if flt.sort != "created_asc":
-                key = tr.c.created.desc()
-            elif flt.start_after or flt.start_before:
-                key = sa.func.coalesce(tr.c.created, tr.c.created).asc()
-            else:
-                key = tr.c.created.asc()
-            q = q.order_by(key, tr.c.id).limit(flt.limit).offset(flt.offset)
-            rows = conn.execute(q).mappings().all()
-        return [TaskRun(**r) for r in rows]
-
-    queries._flow_run_query, queries.read_task_runs = _flow_run_query, read_task_runs
-
-
-def _patch_gc_freeze() -> None:
-    """The server: load what serves a request, then gc.freeze() (the cyclic garbage collector
-    then leaves those objects alone) and collect the young generation less often."""
-    import gc
-
-    import legato.schemas  # noqa: F401
-    import legato.server.app  # noqa: F401
-    import legato.store.queries  # noqa: F401
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
-
-
 PATCHES: dict[str, Callable[[], None]] = {  # applied in this order
-    "prefix_range": _patch_prefix_range,
-    "flow_name_subquery": _patch_flow_name_subquery,
     "start_before_bound": _patch_start_before_bound,
-    "asc_window_sort": _patch_asc_window_sort,
-    "gc_freeze": _patch_gc_freeze,
 }
 
 
