@@ -12,7 +12,7 @@ app = typer.Typer(help="Limit how many task runs with a tag run at once.", no_ar
 
 
 def _client() -> Any:
-    from ..client.factory import get_client
+    from ..client.factory import get_client  # lazy: the store, for CLI start-up time
 
     return get_client()
 

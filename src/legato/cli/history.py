@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..settings import get_settings
 from ._common import console, exit_with_error, handles_errors, print_json, warn
 
 app = typer.Typer(help="Maintain the run history: prune old runs and logs.", no_args_is_help=True)
@@ -96,8 +97,6 @@ def history_prune(
 
     Only finished runs (Completed, Failed, Crashed, Cancelled) are deleted, judged by their end time; running, scheduled, pending and paused runs stay whatever their age. Expired cache entries are deleted too.
     """  # noqa: E501 - one line per paragraph: Typer keeps line breaks in help texts
-    from ..settings import get_settings
-
     settings = get_settings()
     if older_than is not None:
         try:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..settings import active_profile_name, load_profiles, reset_settings_cache, save_profiles
 from ._common import console, exit_with_error, handles_errors
 
 
@@ -17,8 +18,6 @@ def login(
     check: Annotated[bool, typer.Option(help="Check the key against the server first.")] = True,
 ) -> None:
     """Store the server URL and API key in the active profile (LEGATO_API_URL, LEGATO_API_KEY)."""
-    from ..settings import active_profile_name, load_profiles, reset_settings_cache, save_profiles
-
     if "://" not in url:
         exit_with_error(f"--url {url!r} is not a URL; give e.g. http://127.0.0.1:4200/api.")
     if check:

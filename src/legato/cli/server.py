@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..settings import get_settings
 from ._common import console, handles_errors, warn
 
 app = typer.Typer(help="Run the Legato server (API, and later the UI).", no_args_is_help=True)
@@ -15,9 +16,9 @@ orion_app = typer.Typer(help="Prefect 2's name for `legato server`.", no_args_is
 @handles_errors
 def _start(host: str | None, port: int | None, allow_unauthenticated: bool, log_level: str,
            access_log: bool, workers: int = 1) -> None:
+    # lazy: the server stack (FastAPI, SQLAlchemy), for CLI start-up time
     from ..server.app import check_bind, create_app
     from ..server.security import load_key_digests
-    from ..settings import get_settings
 
     s = get_settings()
     host = host or s.server_api_host
@@ -79,6 +80,6 @@ orion_app.command("start")(_start_command)
 @app.command("hash-key")
 def hash_key(key: Annotated[str, typer.Argument(help="The API key to hash.")]) -> None:
     """Print a key's SHA-256 digest, for a LEGATO_SERVER_API_KEYS_FILE line."""
-    from ..server.security import hash_key as digest
+    from ..server.security import hash_key as digest  # lazy, as in _start
 
     typer.echo(digest(key))

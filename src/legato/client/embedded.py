@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..core.orchestrator import Orchestrator
+from ..core.server_core import ServerCore
 from ..store.database import Database
 from ..store.writer import HistoryWriter, WritePolicy
 from .core_client import CoreClient
@@ -68,8 +69,6 @@ class EmbeddedClient(CoreClient):
 
     # tag concurrency limits (the server's core does the same against the same tables)
     def _server_core(self) -> Any:
-        from ..core.server_core import ServerCore
-
         return ServerCore(self.db, slot_wait=self.core.slot_wait)
 
     def set_concurrency_limit(self, tag: str, limit: int) -> dict[str, Any]:

@@ -14,14 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..settings import get_settings
+from .factory import get_client as engine_client
 
 
 class _Embedded:
     """The embedded client's reads, with the context-manager shape of the API clients."""
 
     def __init__(self, asynchronous: bool) -> None:
-        from .factory import get_client as engine_client
-
         self._client = engine_client()
         self._async = asynchronous
 

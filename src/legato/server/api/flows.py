@@ -9,6 +9,7 @@ from pydantic import AfterValidator
 from ...exceptions import ObjectNotFound
 from ...schemas.api import Flow, FlowCreate, FlowFilter, storable_text
 from ...store import models
+from ...store.queries import _escape_like
 from .deps import DB, NOT_FOUND, UUID_PATTERN, Core
 
 router = APIRouter(prefix="/flows", tags=["Flows"])
@@ -49,8 +50,6 @@ def filter_flows(db: DB, body: FlowFilter | None = None) -> list[Flow]:
     if flt.name is not None:
         q = q.where(f.c.name == flt.name)
     if flt.name_like:
-        from ...store.queries import _escape_like
-
         q = q.where(f.c.name.like(f"%{_escape_like(flt.name_like)}%", escape="\\"))
     order = {"name_asc": f.c.name.asc(), "created_desc": f.c.created.desc(),
              "created_asc": f.c.created.asc()}[flt.sort]
