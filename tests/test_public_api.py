@@ -59,6 +59,7 @@ LAYERS = [
     {"client"},
     {"context", "futures", "utilities", "results", "hashing", "cache_policies", "logging",
      "runners", "task_runners", "engine", "tasks", "flows", "runtime"},
+    {"blocks", "filesystems", "gcp", "aws", "warehouses", "_filesystems"},
     {"server"},
     {"cli"},
 ]

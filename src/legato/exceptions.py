@@ -10,6 +10,8 @@ the DBAPI drivers and the serializers are translated where they enter, so users 
     │   ├── DatabaseLockedError       another process holds the database past the busy timeout
     │   └── DatabaseCorruptError      the file is not a usable database
     ├── ObjectNotFound                an id or name that the history does not hold
+    ├── BlockError                    a block could not be saved, loaded or used as asked
+    ├── MissingExtraError             an optional extra (legato[gcp], ...) is needed; also ImportError
     ├── ParameterError                flow parameters do not fit the flow's signature
     │   ├── ParameterBindError        unknown / missing arguments
     │   └── ParameterTypeError        a value that cannot be coerced to its type hint
@@ -71,6 +73,14 @@ class ServerError(LegatoError):
 
 class AuthenticationError(ServerError):
     """The Legato server wants an API key, or refused the one given."""
+
+
+class MissingExtraError(LegatoError, ImportError):
+    """A block or feature needs an optional extra that is not installed (the message names it)."""
+
+
+class BlockError(LegatoError):
+    """A block could not be saved, loaded or used as asked (the message says why)."""
 
 
 class ObjectNotFound(LegatoError):

@@ -98,6 +98,16 @@ def _model():
         retention_logs_days: float | None = Field(
             None, description="Delete log lines older than this many days."
         )
+        encryption_key: str | None = Field(
+            None,
+            description="The key that encrypts saved blocks at rest (a Fernet key: "
+            "`legato block generate-key`). Unset: the key file under LEGATO_HOME, made on first "
+            "use. Every server and client writing one database must share it.",
+        )
+        encryption_key_file: Path | None = Field(
+            None, description="A file holding the block encryption key (default "
+            "LEGATO_HOME/encryption.key).",
+        )
         logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
             "INFO", description="Lowest level of run log lines stored and shown."
         )
@@ -314,6 +324,8 @@ KINDS: dict[str, Any] = {
     "retention_flow_runs_days": "float?",
     "retention_task_runs_days": "float?",
     "retention_logs_days": "float?",
+    "encryption_key": "str?",
+    "encryption_key_file": "path?",
     "logging_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     "logging_to_console": "bool",
     "logging_log_prints": "bool",
@@ -337,7 +349,7 @@ DEFAULTS: dict[str, Any] = {
     "server_api_keys_file": None, "server_max_body_bytes": 16_000_000,
     "server_services_enabled": True, "concurrency_slot_wait_seconds": 0.5,
     "retention_flow_runs_days": None, "retention_task_runs_days": None,
-    "retention_logs_days": None,
+    "retention_logs_days": None, "encryption_key": None, "encryption_key_file": None,
 }
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}

@@ -25,6 +25,14 @@ def _filter_body(flt: Any) -> Any:
     return flt.model_dump(mode="json", exclude_none=True) if flt is not None else {}
 
 
+def _json(response: Any) -> Any:
+    return response.json()
+
+
+def _none(response: Any) -> None:
+    return None
+
+
 class _Calls:
     """Each method returns (method, path, body, parse) for one API call."""
 
@@ -106,6 +114,59 @@ class _Calls:
     @staticmethod
     def delete_concurrency_limit(tag: str) -> tuple:
         return ("DELETE", f"/concurrency_limits/tag/{_quote(tag)}", None, lambda r: None)
+
+    # blocks
+    @staticmethod
+    def register_block_type(block_type: dict[str, Any], block_schema: dict[str, Any]) -> tuple:
+        return ("POST", "/block_types/", {"block_type": block_type, "block_schema": block_schema},
+                _json)
+
+    @staticmethod
+    def read_block_types() -> tuple:
+        return ("POST", "/block_types/filter", {}, _json)
+
+    @staticmethod
+    def read_block_type(slug: str) -> tuple:
+        return ("GET", f"/block_types/slug/{_quote(slug)}", None, _json)
+
+    @staticmethod
+    def read_block_schemas(slug: str | None = None) -> tuple:
+        return ("POST", "/block_schemas/filter", {"block_type_slug": slug}, _json)
+
+    @staticmethod
+    def delete_block_type(slug: str) -> tuple:
+        return ("DELETE", f"/block_types/slug/{_quote(slug)}", None, _none)
+
+    @staticmethod
+    def save_block_document(doc: dict[str, Any], overwrite: bool = False) -> tuple:
+        return ("POST", f"/block_documents/?overwrite={str(overwrite).lower()}", doc, _json)
+
+    @staticmethod
+    def read_block_document(slug: str, name: str, include_secrets: bool = False) -> tuple:
+        return ("GET", f"/block_types/slug/{_quote(slug)}/block_documents/name/{_quote(name)}"
+                f"?include_secrets={str(include_secrets).lower()}", None, _json)
+
+    @staticmethod
+    def read_block_document_by_id(doc_id: str, include_secrets: bool = False) -> tuple:
+        return ("GET", f"/block_documents/{_quote(doc_id)}"
+                f"?include_secrets={str(include_secrets).lower()}", None, _json)
+
+    @staticmethod
+    def read_block_documents(slug: str | None = None, *, name_like: str | None = None,
+                             include_secrets: bool = False, limit: int = 200, offset: int = 0
+                             ) -> tuple:
+        body = {"block_type_slug": slug, "name_like": name_like,
+                "include_secrets": include_secrets, "limit": limit, "offset": offset}
+        return ("POST", "/block_documents/filter", body, _json)
+
+    @staticmethod
+    def delete_block_document(slug: str, name: str) -> tuple:
+        return ("DELETE", f"/block_types/slug/{_quote(slug)}/block_documents/name/"
+                f"{_quote(name)}", None, _none)
+
+    @staticmethod
+    def delete_block_document_by_id(doc_id: str) -> tuple:
+        return ("DELETE", f"/block_documents/{_quote(doc_id)}", None, _none)
 
     @staticmethod
     def health() -> tuple:

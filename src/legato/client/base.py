@@ -95,3 +95,22 @@ class OrchestrationClient(Protocol):
     def read_concurrency_limits(self) -> list[dict[str, Any]]: ...
     def reset_concurrency_limit(self, tag: str) -> dict[str, Any]: ...
     def delete_concurrency_limit(self, tag: str) -> None: ...
+
+
+# Blocks: both clients answer these calls (the embedded one through legato.core.blocks, the HTTP
+# one through the server's block routes), with the same arguments and answers:
+#   register_block_type(block_type: dict, block_schema: dict) -> {"block_type", "block_schema"}
+#   read_block_types() -> list; read_block_type(slug) -> dict (with "block_schemas")
+#   read_block_schemas(slug=None) -> list; delete_block_type(slug)
+#   save_block_document(doc: dict, overwrite=False) -> the saved document (secrets masked)
+#   read_block_document(slug, name, include_secrets=False) -> dict
+#   read_block_document_by_id(id, include_secrets=False) -> dict
+#   read_block_documents(slug=None, *, name_like=None, include_secrets=False, limit=200,
+#                        offset=0) -> list
+#   delete_block_document(slug, name); delete_block_document_by_id(id)
+BLOCK_CALLS = frozenset({
+    "register_block_type", "read_block_types", "read_block_type", "read_block_schemas",
+    "delete_block_type", "save_block_document", "read_block_document",
+    "read_block_document_by_id", "read_block_documents", "delete_block_document",
+    "delete_block_document_by_id",
+})

@@ -8,6 +8,7 @@ from ..core.orchestrator import Orchestrator
 from ..core.server_core import ServerCore
 from ..store.database import Database
 from ..store.writer import HistoryWriter, WritePolicy
+from .base import BLOCK_CALLS
 from .core_client import CoreClient
 
 if TYPE_CHECKING:
@@ -85,3 +86,17 @@ class EmbeddedClient(CoreClient):
 
     def delete_concurrency_limit(self, tag: str) -> None:
         self._server_core().delete_concurrency_limit(tag)
+
+    # blocks: legato.core.blocks against this database, encrypted with this process's key
+    def __getattr__(self, name: str) -> Any:
+        if name in BLOCK_CALLS:
+            return getattr(self._block_core(), name)
+        raise AttributeError(name)
+
+    def _block_core(self) -> Any:
+        # lazy: the block store (and cryptography) load only when blocks are used
+        from ..core.blocks import BlockCore
+        from ..settings import get_settings
+        from ..store.encryption import get_cipher
+
+        return BlockCore(self.db, get_cipher(get_settings()))

@@ -23,6 +23,7 @@ from ..core.rules import Decision, Verdict
 from ..core.runs import CoreBase
 from ..exceptions import (
     AuthenticationError,
+    BlockError,
     ConflictError,
     ObjectNotFound,
     ServerError,
@@ -31,6 +32,7 @@ from ..exceptions import (
 from ..states import State, StateType
 from ..store.writer import Buffer, HistoryWriter, WritePolicy
 from ..version import API_VERSION, API_VERSION_HEADER
+from .base import BLOCK_CALLS
 from .core_client import CoreClient
 
 _RETRY_STATUS = frozenset({502, 503, 504})
@@ -96,6 +98,8 @@ class Transport:
             raise ObjectNotFound(detail)
         if status == 409:
             raise ConflictError(detail)
+        if status == 422 and path.startswith("/block"):
+            raise BlockError(detail)
         raise ServerError(f"The Legato server at {self.url} answered {method} {path} with "
                           f"{status}: {detail}", status)
 
@@ -266,6 +270,12 @@ class HttpClient(CoreClient):
             self.writer.close()
         finally:
             self.transport.close()
+
+    # blocks: the server's block routes (client/api.py)
+    def __getattr__(self, name: str) -> Any:
+        if name in BLOCK_CALLS:
+            return getattr(self.api, name)
+        raise AttributeError(name)
 
     # reads (what was written here is sent first, so a read sees it)
     def read_flow_runs(self, flt: Any = None) -> list[Any]:

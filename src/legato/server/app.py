@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..exceptions import (
+    BlockError,
     ConfigurationError,
     ConflictError,
     DatabaseLockedError,
@@ -33,6 +34,10 @@ log = logging.getLogger("legato.server")
 def _status_for(exc: LegatoError) -> int:
     if isinstance(exc, ObjectNotFound):
         return 404
+    if isinstance(exc, BlockError):
+        return 422
+    if isinstance(exc, ConfigurationError):
+        return 500
     if isinstance(exc, (ConflictError, InvalidStateTransition)):
         return 409
     if isinstance(exc, DatabaseLockedError):
@@ -58,9 +63,12 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
     """The whole server as one ASGI app (wrapped in the key/size/version middleware)."""
+    from ..blocks.builtin import register_builtin_block_types
+    from ..core.blocks import BlockCore
     from ..core.server_core import ServerCore
     from ..settings import get_settings
     from ..store.database import get_database
+    from ..store.encryption import get_cipher
 
     s = settings or get_settings()
     keys = KeyChecker(load_key_digests(s))
@@ -70,6 +78,7 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db.ensure_ready()  # migrations run on start
+        register_builtin_block_types(api.state.blocks)
         runner = None
         if run_services:
             runner = _start_services(db, s)
@@ -91,11 +100,12 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
     api.state.db = db
     api.state.core = ServerCore(db, slot_wait=s.concurrency_slot_wait_seconds)
     api.state.settings = s
+    api.state.blocks = BlockCore(db, get_cipher(s))
 
-    from .api import admin, concurrency, flows, logs, runs
+    from .api import admin, blocks, concurrency, flows, logs, runs
 
     for router in (admin.router, flows.router, runs.flow_runs, runs.task_runs, logs.router,
-                   concurrency.router):
+                   concurrency.router, blocks.router):
         api.include_router(router, prefix="/api")
 
     @api.exception_handler(LegatoError)

@@ -239,3 +239,64 @@ concurrency_limit = sa.Table(
     sa.Column("active_slots", JSON, nullable=False, default=list),
     *_stamps(),
 )
+
+# -- blocks: typed configuration saved by name ----------------------------------------------------
+# a block type (a Block class), addressed by its slug; ``module`` says where its class lives
+block_type = sa.Table(
+    "block_type",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("slug", sa.String(255), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("logo_url", sa.Text, nullable=True),
+    sa.Column("documentation_url", sa.Text, nullable=True),
+    sa.Column("code_example", sa.Text, nullable=True),
+    sa.Column("module", sa.String(512), nullable=True),
+    *_stamps(),
+)
+
+# a version of a type's fields (JSON schema, with secret_fields and block_schema_references)
+block_schema = sa.Table(
+    "block_schema",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("block_type_id", UUID, sa.ForeignKey("block_type.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("checksum", sa.String(128), nullable=False),
+    sa.Column("fields", JSON, nullable=False),
+    sa.Column("capabilities", JSON, nullable=False, default=list),
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("created", Timestamp, nullable=False),
+    sa.UniqueConstraint("block_type_id", "checksum"),
+)
+
+# a saved block; ``data`` is the document's JSON encrypted (Fernet), secrets and all
+block_document = sa.Table(
+    "block_document",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("block_type_id", UUID, sa.ForeignKey("block_type.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("block_schema_id", UUID, sa.ForeignKey("block_schema.id"), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("is_anonymous", sa.Boolean, nullable=False, default=False),
+    *_stamps(),
+    sa.UniqueConstraint("block_type_id", "name"),
+)
+
+# a field (dotted path) of a block that holds another saved block, by reference
+block_document_reference = sa.Table(
+    "block_document_reference",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("parent_block_document_id", UUID,
+              sa.ForeignKey("block_document.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("reference_block_document_id", UUID, sa.ForeignKey("block_document.id"),
+              nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created", Timestamp, nullable=False),
+    sa.UniqueConstraint("parent_block_document_id", "name"),
+    sa.Index(None, "reference_block_document_id"),
+)
