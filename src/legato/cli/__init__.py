@@ -15,7 +15,7 @@ import typer
 
 from ..settings import active_profile_name, load_profiles
 from ..version import legato_version
-from . import concurrency_limit, config, flow_run, history, login, profile, server, task_run
+from . import block, concurrency_limit, config, flow_run, history, login, profile, server, task_run
 from ._common import handles_errors
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.add_typer(history.app, name="history")
 app.add_typer(server.app, name="server")
 app.add_typer(server.orion_app, name="orion")
 app.add_typer(concurrency_limit.app, name="concurrency-limit")
+app.add_typer(block.app, name="block")
 app.command("login")(login.login)
 
 

@@ -193,6 +193,13 @@ class BlockCore:
                             ) -> dict[str, Any]:
         bd = models.block_document
         with self.db.read() as conn:
+            if conn.execute(sa.select(models.block_type.c.id).where(
+                    models.block_type.c.slug == slug)).first() is None:
+                known = conn.execute(sa.select(models.block_type.c.slug)).scalars().all()
+                raise ObjectNotFound(
+                    f"No {slug} block named {name!r}. No {slug} block is saved yet (block type "
+                    f"{slug!r} is not registered; registered types: {_names(sorted(known), 40)}"
+                    f"{'' if known else 'none'}).")
             type_row = _type_by_slug(conn, slug)
             row = conn.execute(sa.select(bd).where(
                 bd.c.block_type_id == type_row["id"], bd.c.name == name)).mappings().first()
