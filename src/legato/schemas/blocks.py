@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..exceptions import BlockError
+from .api import Id, storable_text
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -41,6 +42,8 @@ def _name(value: str) -> str:
 
 BlockName = Annotated[str, Field(max_length=255), AfterValidator(_name)]
 Slug = Annotated[str, Field(min_length=1, max_length=255, pattern=SLUG_PATTERN)]
+Text = Annotated[str, AfterValidator(storable_text)]
+FieldPath = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z_][\w.]*$")]
 
 
 class _Body(BaseModel):
@@ -49,19 +52,19 @@ class _Body(BaseModel):
 
 class BlockTypeCreate(_Body):
     slug: Slug
-    name: str = Field(min_length=1, max_length=255)
-    description: str | None = None
-    logo_url: str | None = Field(None, max_length=2000)
-    documentation_url: str | None = Field(None, max_length=2000)
-    code_example: str | None = None
-    module: str | None = Field(None, max_length=512)
+    name: Text = Field(min_length=1, max_length=255)
+    description: Text | None = None
+    logo_url: Text | None = Field(None, max_length=2000)
+    documentation_url: Text | None = Field(None, max_length=2000)
+    code_example: Text | None = None
+    module: Text | None = Field(None, max_length=512)
 
 
 class BlockSchemaCreate(_Body):
-    checksum: str = Field(min_length=1, max_length=128)
+    checksum: Text = Field(min_length=1, max_length=128)
     fields: dict[str, Any]
-    capabilities: list[str] = Field(default_factory=list)
-    version: str | None = Field(None, max_length=64)
+    capabilities: list[Annotated[Text, Field(max_length=64)]] = Field(default_factory=list)
+    version: Text | None = Field(None, max_length=64)
 
 
 class BlockTypeRegister(_Body):
@@ -72,17 +75,17 @@ class BlockTypeRegister(_Body):
 class BlockDocumentCreate(_Body):
     name: BlockName
     block_type_slug: Slug
-    block_schema_checksum: str | None = Field(
+    block_schema_checksum: Text | None = Field(
         None, max_length=128, description="The schema the data follows (default: the type's "
         "newest schema).")
     data: dict[str, Any] = Field(default_factory=dict)
-    references: dict[str, str] = Field(
+    references: dict[FieldPath, Id] = Field(
         default_factory=dict, description="Field path -> id of the saved block it holds.")
 
 
 class BlockDocumentFilter(_Body):
     block_type_slug: Slug | None = None
-    name_like: str | None = Field(None, max_length=255)
+    name_like: Text | None = Field(None, max_length=255)
     include_secrets: bool = False
     limit: int = Field(200, ge=1, le=10_000)
     offset: int = Field(0, ge=0)
