@@ -11,6 +11,7 @@ from .core import Block
 
 BUILTIN_MODULES = (
     "legato.blocks.system",
+    "legato.aws",
 )
 
 
