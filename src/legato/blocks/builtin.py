@@ -12,6 +12,8 @@ from .core import Block
 BUILTIN_MODULES = (
     "legato.blocks.system",
     "legato.aws",
+    "legato.blocks.notifications",
+    "legato.blocks.warehouse",
 )
 
 

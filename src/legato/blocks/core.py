@@ -82,8 +82,9 @@ class Block(BaseModel):
     """Base class of every block. Subclass it, declare fields, optionally set the class
     variables below; then ``MyBlock(...).save("name")`` and ``MyBlock.load("name")``."""
 
+    # hide_input_in_errors: a validation error must not echo a secret given in clear
     model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True,
-                              ignored_types=(_HybridMethod,))
+                              hide_input_in_errors=True, ignored_types=(_HybridMethod,))
 
     _block_type_name: ClassVar[str | None] = None
     _block_type_slug: ClassVar[str | None] = None
