@@ -11,6 +11,8 @@ from .core import Block
 
 BUILTIN_MODULES = (
     "legato.blocks.system",
+    "legato.filesystems",
+    "legato.gcp",
     "legato.aws",
     "legato.blocks.notifications",
     "legato.blocks.warehouse",

@@ -1,0 +1,163 @@
+"""``LocalFileSystem``: files in a folder of this machine (or a share mounted on it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from ..blocks.core import Block
+from ..exceptions import BlockError
+from ._common import (
+    IgnoreRules,
+    check_bytes,
+    copy_local_files,
+    find_ignore_file,
+    list_local_files,
+)
+
+
+def _inside(path: Path, base: Path) -> bool:
+    return path == base or base in path.parents
+
+
+class LocalFileSystem(Block):
+    """Read and write files in a folder of the local file system (or a network share mounted on
+    this machine), and copy whole folders in and out of it.
+
+    Relative paths are taken from ``basepath``, and no path may leave it. Without a basepath,
+    paths are taken from the current working directory, and any path is allowed.
+    """
+
+    _block_type_name = "Local File System"
+    _documentation_url = "https://docs.python.org/3/library/pathlib.html"
+    _code_example = (
+        "from legato.filesystems import LocalFileSystem\n\n"
+        'local_file_system_block = LocalFileSystem.load("BLOCK_NAME")'
+    )
+
+    basepath: str | None = Field(
+        default=None,
+        description="The folder this block reads and writes in (`~` is expanded). Relative "
+        "paths given to the block are taken from here. Empty: the working directory.",
+    )
+
+    @field_validator("basepath", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str) and value.startswith("file://"):
+            value = value[len("file://"):]
+        if value == "":
+            return None
+        return value
+
+    # -- paths ---------------------------------------------------------------------------------
+    def _base(self) -> Path:
+        if self.basepath is None:
+            return Path.cwd()
+        return Path(os.path.abspath(os.path.expanduser(self.basepath)))
+
+    def _resolve_path(self, path: str | os.PathLike[str] | None) -> Path:
+        """The absolute path ``path`` names: relative to the basepath, and (when a basepath is
+        set) refused if it lies outside it."""
+        base = self._base()
+        if path is None or os.fspath(path) == "":
+            return base
+        target = Path(os.path.normpath(base / os.path.expanduser(os.fspath(path))))
+        if self.basepath is not None and not _inside(target, base):
+            raise BlockError(
+                f"The path {os.fspath(path)!r} is outside this block's basepath {str(base)!r} "
+                f"(it names {str(target)!r}). Give a path inside the basepath, or use a block "
+                "whose basepath contains it.")
+        return target
+
+    # -- files ---------------------------------------------------------------------------------
+    def read_path(self, path: str) -> bytes:
+        """The bytes of the file at ``path``."""
+        target = self._resolve_path(path)
+        if target.is_dir():
+            raise IsADirectoryError(
+                f"{str(target)!r} is a folder, not a file: read_path reads one file; copy a "
+                "folder with get_directory().")
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"There is no file at {str(target)!r} (basepath {str(self._base())!r}). Check "
+                "the path, or write the file first.") from None
+
+    def write_path(self, path: str, content: bytes) -> str:
+        """Write ``content`` to the file at ``path`` (creating its folders, replacing a file that
+        is there); returns the file's absolute path."""
+        data = check_bytes(content)
+        target = self._resolve_path(path)
+        if target.is_dir():
+            raise IsADirectoryError(
+                f"{str(target)!r} is a folder, so no file can be written there. Give the path "
+                "of a file.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # write beside the target and move it into place: readers never see half a file
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return str(target)
+
+    # -- folders -------------------------------------------------------------------------------
+    def get_directory(self, from_path: str | None = None, local_path: str | None = None) -> None:
+        """Copy the folder ``from_path`` (default: the basepath) into ``local_path`` (default:
+        the working directory): its contents land directly in ``local_path``. A file given as
+        ``from_path`` is copied into ``local_path``."""
+        source = self._resolve_path(from_path)
+        dest = Path(os.path.abspath(os.path.expanduser(local_path or ".")))
+        if source.is_file():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / source.name)
+            return
+        if not source.is_dir():
+            raise FileNotFoundError(
+                f"There is no folder at {str(source)!r} to copy (basepath "
+                f"{str(self._base())!r}). Check from_path.")
+        if os.path.realpath(source) == os.path.realpath(dest):
+            return
+        files = list_local_files(source, skip=dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        copy_local_files(source, dest, files)
+
+    def put_directory(self, local_path: str | None = None, to_path: str | None = None,
+                      ignore_file: str | None = None) -> int:
+        """Copy the local folder ``local_path`` (default: the working directory) into
+        ``to_path`` (default: the basepath), skipping what the gitignore-style ``ignore_file``
+        lists. Returns the number of files copied (or, when source and destination are the same
+        folder, the number of files already in place)."""
+        dest = self._resolve_path(to_path)
+        source = Path(os.path.abspath(os.path.expanduser(local_path or ".")))
+        if not source.exists():
+            raise FileNotFoundError(
+                f"There is no folder {str(source)!r} to upload. Give an existing folder as "
+                "local_path.")
+        if not source.is_dir():
+            raise NotADirectoryError(
+                f"put_directory copies a folder, and {str(source)!r} is not one. Give the folder "
+                "to upload as local_path.")
+        rules = IgnoreRules.from_file(find_ignore_file(ignore_file, source)) if ignore_file \
+            else None
+        if os.path.realpath(source) == os.path.realpath(dest):
+            return len(list_local_files(source, rules))
+        if dest.exists() and not dest.is_dir():
+            raise NotADirectoryError(
+                f"{str(dest)!r} is a file, so a folder cannot be copied into it. Give a folder "
+                "as to_path.")
+        files = list_local_files(source, rules, skip=dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        return copy_local_files(source, dest, files)
