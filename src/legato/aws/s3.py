@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import posixpath
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -20,6 +19,7 @@ from typing import Any, BinaryIO
 
 from pydantic import Field
 
+from .._filesystems._common import IgnoreRules, find_ignore_file, list_local_files
 from ..blocks._extras import require
 from ..blocks.core import Block
 from ..exceptions import BlockError
@@ -319,11 +319,9 @@ class S3Bucket(Block):
         root = Path(local_path if local_path is not None else ".").expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"There is no directory {str(root)!r} to upload to S3.")
-        patterns = _read_ignore_file(ignore_file, root) if ignore_file else []
+        rules = IgnoreRules.from_file(find_ignore_file(ignore_file, root)) if ignore_file else None
         count = 0
-        for rel in _walk_files(root):
-            if patterns and _is_ignored(rel, patterns):
-                continue
+        for rel in list_local_files(root, rules):
             with (root / rel).open("rb") as f:
                 self.upload_from_file_object(f, posixpath.join(to_path or "", rel))
             count += 1
@@ -348,82 +346,3 @@ class S3Bucket(Block):
 
 def _code(exc: Any) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _walk_files(root: Path) -> Iterator[str]:
-    """Files under ``root``, as sorted posix paths relative to it (symlinked dirs not entered)."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel_dir = Path(dirpath).relative_to(root).as_posix()
-        for name in sorted(filenames):
-            yield name if rel_dir == "." else f"{rel_dir}/{name}"
-
-
-def _read_ignore_file(ignore_file: str, root: Path) -> list[tuple[re.Pattern[str], bool, bool,
-                                                                  bool]]:
-    path = Path(ignore_file).expanduser()
-    if not path.is_file() and not path.is_absolute() and (root / path).is_file():
-        path = root / path  # relative to the directory being uploaded
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"The ignore file {ignore_file!r} does not exist (looked in the working directory "
-            f"and in {str(root)!r}).")
-    patterns = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        line = line[1:] if negate else line
-        dir_only = line.endswith("/")
-        line = line.rstrip("/")
-        anchored = "/" in line
-        if line:
-            patterns.append((re.compile(_glob_regex(line.lstrip("/"))), negate, dir_only,
-                             anchored))
-    return patterns
-
-
-def _glob_regex(glob: str) -> str:
-    """A gitignore glob as a regex: ``*`` and ``?`` stay within a path segment, ``**`` spans
-    segments, ``[...]`` is a character class."""
-    out, i = [], 0
-    while i < len(glob):
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif glob[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif glob[i] == "[" and (end := glob.find("]", i + 2)) != -1:
-            body = glob[i + 1:end].replace("\\", "\\\\")
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(glob[i]))
-            i += 1
-    return "".join(out)
-
-
-def _is_ignored(rel: str, patterns: list[tuple[re.Pattern[str], bool, bool, bool]]) -> bool:
-    """Whether the file ``rel`` is ignored: a pattern matching the file or one of its folders
-    ignores it, a later ``!pattern`` matching it takes it back."""
-    parts = rel.split("/")
-    # (path, name, is a folder) for each folder holding the file, then the file itself
-    candidates = [("/".join(parts[:n]), parts[n - 1], n < len(parts))
-                  for n in range(1, len(parts) + 1)]
-    ignored = False
-    for regex, negate, dir_only, anchored in patterns:
-        for path, name, is_dir in candidates:
-            if dir_only and not is_dir:
-                continue
-            if regex.fullmatch(path if anchored else name):
-                ignored = not negate
-                break
-    return ignored
