@@ -343,6 +343,27 @@ def bench_map(impls: list[Impl], reps: int, n: int) -> list[Row]:
     )
 
 
+def bench_blocks(impls: list[Impl], reps: int, n: int = 100) -> list[Row]:
+    """Saving and loading system Secret blocks on each side's default local store."""
+    rows = {
+        "save": Row(f"{n} `Secret(value=...).save(name)` calls, default local store (total; a call)",
+                    "s", "—", key="blocks_save"),
+        "load": Row(f"{n} `Secret.load(name).get()` calls, default local store (total; a call)",
+                    "s", "—", key="blocks_load"),
+    }
+    samples = interleaved(impls, reps, lambda i: ["blocks.py", i.name, str(n)], "blocks")
+    for name, ss in samples.items():
+        for what, row in rows.items():
+            got = [s.reported[f"{what}_s"] for s in ss if s.ok and f"{what}_s" in s.reported]
+            row.values[name] = {
+                "median": median(got),
+                "per_call_ms": median(got) / n * 1e3,
+                "samples": got,
+                "errors": errors(ss),
+            }
+    return list(rows.values())
+
+
 def errors(ss: list[Sample]) -> list[str]:
     return [s.error for s in ss if not s.ok]
 
@@ -681,6 +702,8 @@ def fmt(row: Row, name: str) -> str:
     text = f"{m:.3f} s"
     if "best" in v:
         text += f" (best {v['best']:.3f})"
+    if "per_call_ms" in v:
+        text += f" ({v['per_call_ms']:,.1f} ms a call)"
     if "per_task_us" in v:
         us = v["per_task_us"]
         text += f" ({us:,.0f} µs/task)" if us < 1_000 else f" ({us / 1000:,.1f} ms/task)"
@@ -861,6 +884,8 @@ ROW_ORDER = [
     "server_history",
     "server_transitions",
     "server_sdk_transitions",
+    "blocks_save",
+    "blocks_load",
 ]
 
 
@@ -881,6 +906,8 @@ def _guess_key(title: str) -> str:
         ("readable through the API", "server_history"),
         ("through the SDK", "server_sdk_transitions"),
         ("state transitions", "server_transitions"),
+        ("`Secret(value=", "blocks_save"),
+        ("`Secret.load(", "blocks_load"),
     ):
         if fragment in title:
             return key
@@ -949,6 +976,7 @@ def main() -> int:
         *SERVER_NAMES,
         "server_transitions",
         "server_sdk_transitions",
+        "blocks",
     ]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions (same workloads)")
@@ -993,6 +1021,7 @@ def main() -> int:
             "server_seq_1000": 2,
             "server_transitions": 1,
             "server_sdk_transitions": 1,
+            "blocks": 2,
         }
         if args.quick
         else {
@@ -1005,6 +1034,7 @@ def main() -> int:
             "server_seq_1000": 3,
             "server_transitions": 3,
             "server_sdk_transitions": 3,
+            "blocks": 3,
         }
     )
     if args.reps:
@@ -1045,6 +1075,9 @@ def main() -> int:
     if "server_sdk_transitions" in selected:
         log("task-run state transitions through the SDKs on PostgreSQL, 8 clients ...")
         rows += bench_sdk_transitions(impls, reps["server_sdk_transitions"], args.quick)
+    if "blocks" in selected:
+        log("saving and loading blocks ...")
+        rows += bench_blocks(impls, reps["blocks"])
     if not args.fresh:
         rows = with_carried(rows)
 

@@ -267,7 +267,7 @@ def test_dataframe_default_format_and_bad_format(plain: Any, bucket_name: str) -
     assert gzip.decompress(_body(plain, bucket_name, key)).startswith(b"id,name,score\n")
     assert DataFrameSerializationFormat.PARQUET.fix_extension_with("a/b.csv.gz") == "a/b.parquet"
     assert DataFrameSerializationFormat.CSV.fix_extension_with("v1.2/data") == "v1.2/data.csv"
-    with pytest.raises(ValueError, match="Unknown serialization_format 'xlsx'.*parquet_snappy"):
+    with pytest.raises(BlockError, match="Unknown serialization_format 'xlsx'.*parquet_snappy"):
         bucket.upload_from_dataframe(_frame(), "df", serialization_format="xlsx")
 
 
@@ -367,7 +367,7 @@ def test_put_and_get_directory_with_an_ignore_file(tmp_path: Path, plain: Any,
     assert "deployments/build/out.bin" in _keys(plain, bucket_name)
     with pytest.raises(FileNotFoundError, match="ignore file 'missing.ignore' does not exist"):
         bucket.put_directory(str(project), ignore_file="missing.ignore")
-    with pytest.raises(FileNotFoundError, match="no directory"):
+    with pytest.raises(FileNotFoundError, match="no folder"):
         bucket.put_directory(str(tmp_path / "absent"))
 
 

@@ -215,3 +215,12 @@ def test_capabilities_and_schema_are_registered(history_or_server: str) -> None:
     assert schema["fields"]["block_schema_references"] == {
         "creds": {"block_type_slug": "test-creds"}}
     assert t["description"] == "A test bucket that nests credentials."
+
+
+def test_a_deleted_type_is_registered_again_by_the_next_save(history_or_server: str) -> None:
+    String(value="a").save("a")
+    String.delete("a")
+    get_client().delete_block_type("string")
+    assert "string" not in [t["slug"] for t in get_client().read_block_types()]
+    String(value="b").save("b")  # this process registered it before: it notices and re-registers
+    assert String.load("b").value == "b"

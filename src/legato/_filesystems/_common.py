@@ -208,3 +208,25 @@ def check_bytes(content: object) -> bytes:
     raise TypeError(
         f"write_path takes bytes, not {type(content).__name__}: encode text first, for example "
         "block.write_path('notes.txt', text.encode()).")
+
+
+def folder_to_upload(local_path: str | os.PathLike[str] | None) -> Path:
+    """The local folder ``put_directory`` uploads (default: the working directory)."""
+    source = Path(os.path.abspath(os.path.expanduser(local_path or ".")))
+    if not source.exists():
+        raise FileNotFoundError(
+            f"There is no folder {str(source)!r} to upload. Give an existing folder as "
+            "local_path.")
+    if not source.is_dir():
+        raise NotADirectoryError(
+            f"put_directory uploads a folder, and {str(source)!r} is not one. Give the folder "
+            "to upload as local_path.")
+    return source
+
+
+def files_to_upload(source: Path, ignore_file: str | os.PathLike[str] | None,
+                    skip: Path | None = None) -> list[str]:
+    """The files under ``source`` that the gitignore-style ``ignore_file`` (if any) keeps, less
+    the folder ``skip``."""
+    rules = IgnoreRules.from_file(find_ignore_file(ignore_file, source)) if ignore_file else None
+    return list_local_files(source, rules, skip=skip)

@@ -13,10 +13,10 @@ from pydantic import Field, field_validator
 from ..blocks.core import Block
 from ..exceptions import BlockError
 from ._common import (
-    IgnoreRules,
     check_bytes,
     copy_local_files,
-    find_ignore_file,
+    files_to_upload,
+    folder_to_upload,
     list_local_files,
 )
 
@@ -141,23 +141,13 @@ class LocalFileSystem(Block):
         lists. Returns the number of files copied (or, when source and destination are the same
         folder, the number of files already in place)."""
         dest = self._resolve_path(to_path)
-        source = Path(os.path.abspath(os.path.expanduser(local_path or ".")))
-        if not source.exists():
-            raise FileNotFoundError(
-                f"There is no folder {str(source)!r} to upload. Give an existing folder as "
-                "local_path.")
-        if not source.is_dir():
-            raise NotADirectoryError(
-                f"put_directory copies a folder, and {str(source)!r} is not one. Give the folder "
-                "to upload as local_path.")
-        rules = IgnoreRules.from_file(find_ignore_file(ignore_file, source)) if ignore_file \
-            else None
+        source = folder_to_upload(local_path)
         if os.path.realpath(source) == os.path.realpath(dest):
-            return len(list_local_files(source, rules))
+            return len(files_to_upload(source, ignore_file))
         if dest.exists() and not dest.is_dir():
             raise NotADirectoryError(
                 f"{str(dest)!r} is a file, so a folder cannot be copied into it. Give a folder "
                 "as to_path.")
-        files = list_local_files(source, rules, skip=dest)
+        files = files_to_upload(source, ignore_file, skip=dest)
         dest.mkdir(parents=True, exist_ok=True)
         return copy_local_files(source, dest, files)

@@ -19,10 +19,9 @@ from ..blocks.core import Block
 from ..blocks.fields import SecretDict
 from ..exceptions import BlockError, MissingExtraError
 from ._common import (
-    IgnoreRules,
     check_bytes,
-    find_ignore_file,
-    list_local_files,
+    files_to_upload,
+    folder_to_upload,
     safe_relative,
 )
 
@@ -240,18 +239,8 @@ class RemoteFileSystem(Block):
         ``to_path`` (default: the basepath), skipping what the gitignore-style ``ignore_file``
         lists. Returns the number of files uploaded."""
         url = self._resolve_path(to_path)
-        source = Path(os.path.abspath(os.path.expanduser(local_path or ".")))
-        if not source.exists():
-            raise FileNotFoundError(
-                f"There is no folder {str(source)!r} to upload. Give an existing folder as "
-                "local_path.")
-        if not source.is_dir():
-            raise NotADirectoryError(
-                f"put_directory uploads a folder, and {str(source)!r} is not one. Give the "
-                "folder to upload as local_path.")
-        rules = IgnoreRules.from_file(find_ignore_file(ignore_file, source)) if ignore_file \
-            else None
-        files = list_local_files(source, rules)
+        source = folder_to_upload(local_path)
+        files = files_to_upload(source, ignore_file)
         fs = self.filesystem
         root = fs._strip_protocol(url).rstrip("/")
         rpaths = [f"{root}/{rel}" for rel in files]

@@ -8,18 +8,17 @@ A missing bucket raises :class:`~legato.exceptions.BlockError`, a missing object
 
 from __future__ import annotations
 
-import io
 import os
 import posixpath
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import Field
 
-from .._filesystems._common import IgnoreRules, find_ignore_file, list_local_files
+from .._filesystems._common import files_to_upload, folder_to_upload
+from .._filesystems._dataframes import DataFrameSerializationFormat, dataframe_file
 from ..blocks._extras import require
 from ..blocks.core import Block
 from ..exceptions import BlockError
@@ -29,52 +28,6 @@ _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 _MISSING_BUCKET_CODES = {"NoSuchBucket"}
 _DENIED_CODES = {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId",
                  "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
-
-
-class DataFrameSerializationFormat(Enum):
-    """How :meth:`S3Bucket.upload_from_dataframe` writes a DataFrame: (format, compression,
-    content type, file suffix)."""
-
-    CSV = ("csv", None, "text/csv", ".csv")
-    CSV_GZIP = ("csv", "gzip", "application/x-gzip", ".csv.gz")
-    PARQUET = ("parquet", None, "application/octet-stream", ".parquet")
-    PARQUET_SNAPPY = ("parquet", "snappy", "application/octet-stream", ".snappy.parquet")
-    PARQUET_GZIP = ("parquet", "gzip", "application/octet-stream", ".gz.parquet")
-
-    @property
-    def format(self) -> str:
-        return self.value[0]
-
-    @property
-    def compression(self) -> str | None:
-        return self.value[1]
-
-    @property
-    def content_type(self) -> str:
-        return self.value[2]
-
-    @property
-    def suffix(self) -> str:
-        return self.value[3]
-
-    def fix_extension_with(self, path: str) -> str:
-        """``path`` ending in this format's suffix: a known DataFrame suffix is replaced, any
-        other name gets the suffix appended (``df.csv`` -> ``df.parquet``, ``df`` -> ``df.csv``)."""
-        for known in sorted((f.suffix for f in type(self)), key=len, reverse=True):
-            if path.endswith(known):
-                return path[: -len(known)] + self.suffix
-        return path + self.suffix
-
-    @classmethod
-    def parse(cls, value: str | DataFrameSerializationFormat) -> DataFrameSerializationFormat:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls[str(value).strip().upper().replace("-", "_")]
-        except KeyError:
-            names = ", ".join(f.name.lower() for f in cls)
-            raise ValueError(
-                f"Unknown serialization_format {value!r}: use one of {names}.") from None
 
 
 class S3Bucket(Block):
@@ -270,14 +223,7 @@ class S3Bucket(Block):
                               **upload_kwargs: Any) -> str:
         """Upload a pandas DataFrame as csv, csv_gzip, parquet, parquet_snappy or parquet_gzip
         (index left out); ``to_path`` gets the format's suffix. Returns the object's key."""
-        fmt = DataFrameSerializationFormat.parse(serialization_format)
-        buffer = io.BytesIO()
-        if fmt.format == "csv":
-            df.to_csv(buffer, index=False, compression=fmt.compression)
-        else:
-            require("pyarrow", "dataframes", "S3Bucket.upload_from_dataframe (parquet)")
-            df.to_parquet(buffer, index=False, compression=fmt.compression)
-        buffer.seek(0)
+        buffer, fmt = dataframe_file(df, serialization_format, "S3Bucket")
         extra = dict(upload_kwargs.pop("ExtraArgs", None) or {})
         extra.setdefault("ContentType", fmt.content_type)
         return self.upload_from_file_object(
@@ -316,12 +262,9 @@ class S3Bucket(Block):
         """Upload every file under ``local_path`` (default: the working directory) to
         ``to_path`` (default: ``bucket_folder`` itself), leaving out what the gitignore-style
         patterns of ``ignore_file`` match; returns the number of files uploaded."""
-        root = Path(local_path if local_path is not None else ".").expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"There is no directory {str(root)!r} to upload to S3.")
-        rules = IgnoreRules.from_file(find_ignore_file(ignore_file, root)) if ignore_file else None
+        root = folder_to_upload(local_path)
         count = 0
-        for rel in list_local_files(root, rules):
+        for rel in files_to_upload(root, ignore_file):
             with (root / rel).open("rb") as f:
                 self.upload_from_file_object(f, posixpath.join(to_path or "", rel))
             count += 1

@@ -14,6 +14,7 @@ pair ``type-slug/name`` addresses it everywhere (code, CLI, API, deployments' ``
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import inspect
@@ -26,12 +27,15 @@ from typing import Any, ClassVar, Union
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretBytes, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
-from ..exceptions import BlockError
+from ..exceptions import BlockError, ObjectNotFound
 from ..schemas.blocks import check_block_name, split_address
 from .fields import SecretDict
 
 # block classes by type slug, filled as block classes are defined (imported)
 _REGISTRY: dict[str, type[Block]] = {}
+# each class's block schema and its checksum, computed once
+_SCHEMAS: dict[type, dict[str, Any]] = {}
+_CHECKSUMS: dict[type, str] = {}
 
 # what a block can do, for the UI and deployments (storage needs get-directory)
 _CAPABILITIES = {
@@ -151,6 +155,13 @@ class Block(BaseModel):
     @classmethod
     def get_block_schema(cls) -> dict[str, Any]:
         """The JSON schema stored as this type's block schema (the UI builds forms from it)."""
+        cached = _SCHEMAS.get(cls)
+        if cached is None:
+            cached = _SCHEMAS[cls] = cls._build_block_schema()
+        return copy.deepcopy(cached)
+
+    @classmethod
+    def _build_block_schema(cls) -> dict[str, Any]:
         schema = cls.model_json_schema()
         schema.pop("description", None)
         schema["block_type_slug"] = cls.get_block_type_slug()
@@ -164,8 +175,11 @@ class Block(BaseModel):
 
     @classmethod
     def get_block_schema_checksum(cls) -> str:
-        text = json.dumps(cls.get_block_schema(), sort_keys=True, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        checksum = _CHECKSUMS.get(cls)
+        if checksum is None:
+            text = json.dumps(cls.get_block_schema(), sort_keys=True, separators=(",", ":"))
+            checksum = _CHECKSUMS[cls] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        return checksum
 
     @classmethod
     def block_type_info(cls) -> dict[str, Any]:
@@ -184,9 +198,20 @@ class Block(BaseModel):
     @classmethod
     def register_type_and_schema(cls, client: Any = None) -> None:
         """Record this block type and its schema in the store (done by ``save`` too)."""
+        c = _client(client)
         for tp in cls._nested_block_classes():
-            tp.register_type_and_schema(client)
-        _client(client).register_block_type(cls.block_type_info(), cls.block_schema_info())
+            tp.register_type_and_schema(c)
+        c.register_block_type(cls.block_type_info(), cls.block_schema_info())
+
+    @classmethod
+    def _ensure_registered(cls, client: Any) -> None:
+        """Register once per client and process (``save`` calls this; a type deleted since is
+        registered again when the save finds it missing)."""
+        done = client.__dict__.setdefault("_registered_block_schemas", set())
+        key = (cls.get_block_type_slug(), cls.get_block_schema_checksum())
+        if key not in done:
+            cls.register_type_and_schema(client)
+            done.add(key)
 
     @classmethod
     def _nested_block_classes(cls, deep: bool = False) -> list[type[Block]]:
@@ -225,13 +250,18 @@ class Block(BaseModel):
             raise BlockError("Give the block a name: block.save('my-block').")
         check_block_name(name)
         c = _client(client)
-        type(self).register_type_and_schema(c)
+        cls = type(self)
+        cls._ensure_registered(c)
         data, refs = self._to_document()
-        doc = c.save_block_document({
-            "name": name, "block_type_slug": self.get_block_type_slug(),
-            "block_schema_checksum": self.get_block_schema_checksum(),
-            "data": data, "references": refs,
-        }, overwrite=overwrite)
+        body = {"name": name, "block_type_slug": cls.get_block_type_slug(),
+                "block_schema_checksum": cls.get_block_schema_checksum(),
+                "data": data, "references": refs}
+        try:
+            doc = c.save_block_document(body, overwrite=overwrite)
+        except ObjectNotFound:
+            # the type (or this schema of it) was deleted since this process registered it
+            cls.register_type_and_schema(c)
+            doc = c.save_block_document(body, overwrite=overwrite)
         self._block_document_id = str(doc["id"])
         self._block_document_name = name
         return self._block_document_id

@@ -9,70 +9,27 @@ deployment's code storage or a result store. Every object path is taken relative
 
 from __future__ import annotations
 
-import io
 import os
 import posixpath
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from pydantic import Field, field_validator
 
-from .._filesystems._common import IgnoreRules, find_ignore_file, list_local_files, safe_relative
+from .._filesystems._common import (
+    files_to_upload,
+    folder_to_upload,
+    list_local_files,
+    safe_relative,
+)
+from .._filesystems._dataframes import DataFrameSerializationFormat, dataframe_file
 from ..blocks._extras import require
 from ..blocks.core import Block
 from ..exceptions import BlockError, MissingContextError
 from ..logging import get_logger, get_run_logger
 from .credentials import GcpCredentials
-
-
-class DataFrameSerializationFormat(Enum):
-    """How :meth:`GcsBucket.upload_from_dataframe` writes a DataFrame: (file format,
-    compression, content type, file suffix)."""
-
-    CSV = ("csv", None, "text/csv", ".csv")
-    CSV_GZIP = ("csv", "gzip", "application/x-gzip", ".csv.gz")
-    PARQUET = ("parquet", None, "application/vnd.apache.parquet", ".parquet")
-    PARQUET_SNAPPY = ("parquet", "snappy", "application/vnd.apache.parquet", ".snappy.parquet")
-    PARQUET_GZIP = ("parquet", "gzip", "application/vnd.apache.parquet", ".gz.parquet")
-
-    @property
-    def format(self) -> str:
-        return self.value[0]
-
-    @property
-    def compression(self) -> str | None:
-        return self.value[1]
-
-    @property
-    def content_type(self) -> str:
-        return self.value[2]
-
-    @property
-    def suffix(self) -> str:
-        return self.value[3]
-
-    def fix_extension_with(self, gcs_blob_path: str) -> str:
-        """``gcs_blob_path`` ending in this format's suffix (a known data suffix is replaced)."""
-        path = str(gcs_blob_path)
-        for fmt in sorted(type(self), key=lambda f: -len(f.suffix)):
-            if path.endswith(fmt.suffix):
-                path = path[: -len(fmt.suffix)]
-                break
-        return path + self.suffix
-
-    @classmethod
-    def parse(cls, value: str | DataFrameSerializationFormat) -> DataFrameSerializationFormat:
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls[str(value).upper()]
-        except KeyError:
-            names = ", ".join(repr(f.name.lower()) for f in cls)
-            raise BlockError(
-                f"Unknown serialization_format {value!r}: use one of {names}.") from None
 
 
 def _logger() -> Any:
@@ -250,14 +207,7 @@ class GcsBucket(Block):
         """Upload a pandas DataFrame (without its index) as ``csv``, ``csv_gzip``, ``parquet``,
         ``parquet_snappy`` or ``parquet_gzip``; the format's suffix is put on ``to_path``.
         Returns the object's name."""
-        fmt = DataFrameSerializationFormat.parse(serialization_format)
-        buffer = io.BytesIO()
-        if fmt.format == "parquet":
-            require("pyarrow", "dataframes", "GcsBucket.upload_from_dataframe")
-            df.to_parquet(buffer, compression=fmt.compression, index=False)
-        else:
-            df.to_csv(buffer, compression=fmt.compression, index=False)
-        buffer.seek(0)
+        buffer, fmt = dataframe_file(df, serialization_format, "GcsBucket")
         kwargs = {"content_type": fmt.content_type, **upload_kwargs}
         return self.upload_from_file_object(buffer, fmt.fix_extension_with(to_path), **kwargs)
 
@@ -358,13 +308,10 @@ class GcsBucket(Block):
         folder ``to_path`` (the bucket folder when omitted), leaving out what the gitignore-style
         ``ignore_file`` matches (named from the working directory, else from ``local_path``);
         returns how many files were uploaded."""
-        source = Path(os.path.expanduser(local_path or "."))
-        if not source.is_dir():
-            raise FileNotFoundError(f"Cannot upload {str(source)!r}: no such local folder.")
-        rules = IgnoreRules.from_file(find_ignore_file(ignore_file, source)) if ignore_file else None
+        source = folder_to_upload(local_path)
         target = _posix(to_path).strip("/") if to_path else ""
         count = 0
-        for rel in list_local_files(source, rules):
+        for rel in files_to_upload(source, ignore_file):
             self.write_path(f"{target}/{rel}" if target else rel, (source / rel).read_bytes())
             count += 1
         return count
