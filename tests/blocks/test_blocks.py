@@ -224,3 +224,25 @@ def test_a_deleted_type_is_registered_again_by_the_next_save(history_or_server: 
     assert "string" not in [t["slug"] for t in get_client().read_block_types()]
     String(value="b").save("b")  # this process registered it before: it notices and re-registers
     assert String.load("b").value == "b"
+
+
+def test_in_async_code_save_load_and_delete_are_awaitable(history_or_server: str) -> None:
+    import asyncio
+
+    from legato import flow
+
+    @flow
+    async def uses_blocks() -> tuple[str, str]:
+        await Creds(token="async-tok").save("async-creds")
+        loaded = await Creds.load("async-creds")
+        other = await Creds.aload("async-creds")
+        await Bucket(bucket="ab", creds=loaded).asave("async-bucket")
+        await Bucket.delete("async-bucket")
+        await other.adelete()
+        return loaded.token.get_secret_value(), other.token.get_secret_value()
+
+    assert asyncio.run(uses_blocks()) == ("async-tok", "async-tok")
+    assert _count("test-creds") == 0 and _count("test-bucket") == 0
+    # outside an event loop the same calls answer at once
+    Creds(token="sync").save("sync-creds")
+    assert Creds.load("sync-creds").token.get_secret_value() == "sync"

@@ -14,6 +14,7 @@ pair ``type-slug/name`` addresses it everywhere (code, CLI, API, deployments' ``
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import importlib
@@ -242,9 +243,17 @@ class Block(BaseModel):
                 data[name] = _reveal(value)
         return data, refs
 
-    def save(self, name: str | None = None, overwrite: bool = False, client: Any = None) -> str:
+    def save(self, name: str | None = None, overwrite: bool = False, client: Any = None) -> Any:
         """Save this block as ``name`` (of its type); returns the document id. A name that is
-        taken is refused unless ``overwrite=True``."""
+        taken is refused unless ``overwrite=True``. Called in async code (a running event
+        loop), it returns an awaitable, as Prefect's does: ``await block.save("name")``."""
+        return _sync_or_awaitable(self._save, name, overwrite, client)
+
+    async def asave(self, name: str | None = None, overwrite: bool = False,
+                    client: Any = None) -> str:
+        return await asyncio.to_thread(self._save, name, overwrite, client)
+
+    def _save(self, name: str | None, overwrite: bool, client: Any) -> str:
         name = name or self._block_document_name
         if name is None:
             raise BlockError("Give the block a name: block.save('my-block').")
@@ -269,7 +278,15 @@ class Block(BaseModel):
     @classmethod
     def load(cls, name: str, validate: bool = True, client: Any = None) -> Any:
         """Load the block saved as ``name``; on the base class (or any class) ``"type/name"``
-        names the type too."""
+        names the type too. In async code it returns an awaitable: ``await MyBlock.load(n)``."""
+        return _sync_or_awaitable(cls._load, name, validate, client)
+
+    @classmethod
+    async def aload(cls, name: str, validate: bool = True, client: Any = None) -> Any:
+        return await asyncio.to_thread(cls._load, name, validate, client)
+
+    @classmethod
+    def _load(cls, name: str, validate: bool, client: Any) -> Any:
         if "/" in name:
             slug, name = split_address(name)
         elif cls is Block:
@@ -282,23 +299,43 @@ class Block(BaseModel):
         return block_from_document(doc, target, validate=validate)
 
     @_HybridMethod
-    def delete(target: Any, name: str | None = None, client: Any = None) -> None:  # noqa: N805
-        """``block.delete()`` deletes this saved block; ``MyBlock.delete("name")`` one by name."""
-        if isinstance(target, Block):
-            name = name or target._block_document_name
-            slug = target.get_block_type_slug()
-        else:
-            if name is None:
-                raise BlockError("Say which block to delete: MyBlock.delete('name').")
-            slug = target.get_block_type_slug() if target is not Block else None
-            if slug is None or "/" in name:
-                slug, name = split_address(name)
+    def delete(target: Any, name: str | None = None, client: Any = None) -> Any:  # noqa: N805
+        """``block.delete()`` deletes this saved block; ``MyBlock.delete("name")`` one by name
+        (awaitable in async code)."""
+        return _sync_or_awaitable(_delete, target, name, client)
+
+    @_HybridMethod
+    async def adelete(target: Any, name: str | None = None, client: Any = None  # noqa: N805
+                      ) -> None:
+        await asyncio.to_thread(_delete, target, name, client)
+
+
+def _delete(target: Any, name: str | None, client: Any) -> None:
+    if isinstance(target, Block):
+        name = name or target._block_document_name
+        slug = target.get_block_type_slug()
+    else:
         if name is None:
-            raise BlockError("This block was never saved, so there is nothing to delete.")
-        _client(client).delete_block_document(slug, name)
-        if isinstance(target, Block):
-            target._block_document_id = None
-            target._block_document_name = None
+            raise BlockError("Say which block to delete: MyBlock.delete('name').")
+        slug = target.get_block_type_slug() if target is not Block else None
+        if slug is None or "/" in name:
+            slug, name = split_address(name)
+    if name is None:
+        raise BlockError("This block was never saved, so there is nothing to delete.")
+    _client(client).delete_block_document(slug, name)
+    if isinstance(target, Block):
+        target._block_document_id = None
+        target._block_document_name = None
+
+
+def _sync_or_awaitable(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` now, or, inside a running event loop (async code), an awaitable running it
+    in a worker thread (the store's I/O must not block the loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args)
+    return asyncio.to_thread(fn, *args)
 
 
 def _reveal(value: Any) -> Any:
