@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from ._common import console, exit_with_error, handles_errors, print_json
 
@@ -103,12 +104,11 @@ def ls(block_type: Annotated[str | None, typer.Option("--type", "-t", help="Only
     if json_out:
         print_json([_doc_json(d) for d in docs])
         return
-    from rich.table import Table
-
-    table = Table("ID", "Type", "Name", "Slug (use with .load / -sb)")
+    table = Table("Type", "Name", "Address (for .load and -sb)")
+    table.add_column("ID", overflow="fold", min_width=36)
     for d in docs:
-        table.add_row(str(d["id"]), d["block_type"]["name"], d["name"],
-                      f"{d['block_type']['slug']}/{d['name']}")
+        table.add_row(d["block_type"]["name"], d["name"],
+                      f"{d['block_type']['slug']}/{d['name']}", str(d["id"]))
     console().print(table)
 
 
@@ -132,7 +132,7 @@ def inspect(address: Annotated[str, typer.Argument(help="TYPE/NAME, e.g. gcs-buc
 
 
 def _read(address: str) -> dict[str, Any]:
-    from ..schemas.blocks import split_address
+    from ..schemas.blocks import split_address  # lazy: pydantic, for CLI start-up time
 
     client = _client()
     if "/" not in address and len(address) == 36:
@@ -145,7 +145,7 @@ def _read(address: str) -> dict[str, Any]:
 @handles_errors
 def delete(address: Annotated[str, typer.Argument(help="TYPE/NAME, or a block id.")]) -> None:
     """Delete a saved block (refused while another block holds it)."""
-    from ..schemas.blocks import split_address
+    from ..schemas.blocks import split_address  # lazy: pydantic, for CLI start-up time
 
     client = _client()
     if "/" not in address and len(address) == 36:
@@ -158,7 +158,7 @@ def delete(address: Annotated[str, typer.Argument(help="TYPE/NAME, or a block id
 @app.command("generate-key")
 def generate_key() -> None:
     """Print a new encryption key for LEGATO_ENCRYPTION_KEY (share it with every server)."""
-    from ..store.encryption import generate_key as make
+    from ..store.encryption import generate_key as make  # lazy: cryptography
 
     typer.echo(make())
 
@@ -174,8 +174,6 @@ def type_ls(json_out: JsonOut = False) -> None:
         print_json(_jsonable([{k: t[k] for k in ("slug", "name", "description", "module")}
                               for t in types]))
         return
-    from rich.table import Table
-
     table = Table("Slug", "Name", "Description")
     for t in types:
         table.add_row(t["slug"], t["name"], (t.get("description") or "").split("\n")[0])
