@@ -52,14 +52,15 @@ def test_import_legato_has_no_heavy_dependencies_or_side_effects() -> None:
 
 # layers, lowest first; a module may import its own layer and lower ones only
 LAYERS = [
-    {"exceptions", "ids", "states", "settings", "version"},
+    {"exceptions", "ids", "states", "settings", "version", "schedules"},
     {"schemas"},
     {"store"},
     {"core"},
     {"client"},
     {"context", "futures", "utilities", "results", "hashing", "cache_policies", "logging",
      "runners", "task_runners", "engine", "tasks", "flows", "runtime"},
-    {"blocks", "filesystems", "gcp", "aws", "warehouses", "_filesystems"},
+    {"blocks", "filesystems", "gcp", "aws", "warehouses", "_filesystems", "infrastructure"},
+    {"deployments", "workers"},
     {"server"},
     {"cli"},
 ]

@@ -9,6 +9,7 @@ slots).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -118,31 +119,58 @@ def transition_in_db(
     two processes or server replicas proposing states for one run at once are decided one after
     the other. A task run going Running also takes a slot of each concurrency-limited tag it
     carries, or gets WAIT; leaving Running gives the slots back. Raises ObjectNotFound."""
+    with db.write() as conn:
+        return transition_in_conn(conn, db, kind, run_id, state, new_attempt=new_attempt,
+                                  force=force, result=result, extra=extra, slot_wait=slot_wait)
+
+
+def transition_in_conn(
+    conn: sa.Connection,
+    db: Database,
+    kind: str,
+    run_id: str,
+    state: State,
+    *,
+    new_attempt: bool = False,
+    force: bool = False,
+    result: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    slot_wait: float = 0.5,
+    also: dict[str, Any] | None = None,
+    guard: Callable[[dict[str, Any]], Decision | None] | None = None,
+) -> tuple[Decision, _Run]:
+    """:func:`transition_in_db` inside the caller's transaction. ``guard`` sees the locked row
+    first and may refuse (a stale claim token); ``also`` are more columns to set with the
+    state (a claim, a lease)."""
     table = _table(kind)
     stype = state.type
-    with db.write() as conn:
-        q = sa.select(table).where(table.c.id == run_id)
-        if not db.is_sqlite:
-            q = q.with_for_update()
-        found = conn.execute(q).mappings().first()
-        if found is None:
-            raise ObjectNotFound(f"No {kind.replace('_', ' ')} with id {run_id} in the history.")
-        row = dict(found)
-        run = run_from_row(kind, row)
-        run.row = row  # the stored row after the decision (the server answers with it)
-        decision = ACCEPTED if force else decide(run.type, run.name, stype, state.name,
-                                                 new_attempt=new_attempt)
-        if decision.verdict is not Verdict.ACCEPT:
-            return decision, run
-        if run.tags:
-            refused = _concurrency_slots(conn, db, run_id, run, stype, slot_wait)
-            if refused is not None:
-                return refused, run
-        fields, srow = apply_transition(kind, run_id, run, state, stype, result, extra)
-        conn.execute(table.update().where(table.c.id == run_id).values(**fields))
-        state_table = models.flow_run_state if kind == "flow_run" else models.task_run_state
-        conn.execute(state_table.insert().values(**srow))
-        row.update(fields)
+    q = sa.select(table).where(table.c.id == run_id)
+    if not db.is_sqlite:
+        q = q.with_for_update()
+    found = conn.execute(q).mappings().first()
+    if found is None:
+        raise ObjectNotFound(f"No {kind.replace('_', ' ')} with id {run_id} in the history.")
+    row = dict(found)
+    run = run_from_row(kind, row)
+    run.row = row  # the stored row after the decision (the server answers with it)
+    refused = guard(row) if guard is not None else None
+    if refused is not None:
+        return refused, run
+    decision = ACCEPTED if force else decide(run.type, run.name, stype, state.name,
+                                             new_attempt=new_attempt)
+    if decision.verdict is not Verdict.ACCEPT:
+        return decision, run
+    if run.tags:
+        refused = _concurrency_slots(conn, db, run_id, run, stype, slot_wait)
+        if refused is not None:
+            return refused, run
+    fields, srow = apply_transition(kind, run_id, run, state, stype, result, extra)
+    if also:
+        fields.update(also)
+    conn.execute(table.update().where(table.c.id == run_id).values(**fields))
+    state_table = models.flow_run_state if kind == "flow_run" else models.task_run_state
+    conn.execute(state_table.insert().values(**srow))
+    row.update(fields)
     return decision, run
 
 

@@ -11,24 +11,7 @@ from typing import Any
 
 from ..context import FlowRunContext, flow_run_ctx, task_run_ctx
 from ..exceptions import ParameterBindError
-
-_ADJECTIVES = (
-    "amber agile bold brave bright calm clever cosmic crimson daring eager electric fancy "
-    "gentle golden happy hidden honest icy jolly keen lively lucky mellow mighty misty noble "
-    "olive patient proud quick quiet rapid rustic sage silent silver smart sturdy swift tidy "
-    "turquoise vivid warm wise witty zealous"
-).split()
-_ANIMALS = (
-    "albatross badger beaver bison bobcat camel cheetah condor coyote crane dingo dolphin "
-    "eagle falcon ferret finch fox gazelle gecko heron hyena ibis jackal jaguar kestrel koala "
-    "lemur leopard lynx marmot mink moose narwhal ocelot okapi orca otter owl panther parrot "
-    "pelican puffin quail raven salamander seal shrew sparrow stork tapir tiger toucan turtle "
-    "viper walrus wolf wombat yak zebra"
-).split()
-
-
-def generate_run_name() -> str:
-    return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}"
+from ..ids import generate_run_name  # noqa: F401 - the engines' import path
 
 
 def render_run_name(template: Any, parameters: dict[str, Any], what: str) -> str:

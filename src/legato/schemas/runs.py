@@ -47,6 +47,13 @@ class FlowRun(_Model):
     empirical_policy: dict[str, Any] = Field(default_factory=dict)
     created: dt.datetime
     updated: dt.datetime
+    deployment_id: str | None = None
+    work_queue_name: str | None = None
+    auto_scheduled: bool | None = None
+    idempotency_key: str | None = None
+    job_variables: dict[str, Any] | None = None
+    infrastructure_pid: str | None = None
+    heartbeat: dt.datetime | None = None
 
 
 class TaskRun(_Model):

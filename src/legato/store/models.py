@@ -124,9 +124,26 @@ flow_run = sa.Table(
     sa.Column("version", sa.String(255), nullable=True),
     sa.Column("empirical_policy", JSON, nullable=False, default=dict),
     *_stamps(),
+    # a deployment's run: which deployment and queue, and the claim a worker holds on it (a lease
+    # with a fencing token: only the holder of the current token may start it)
+    sa.Column("deployment_id", UUID, nullable=True),
+    sa.Column("work_queue_id", UUID, nullable=True),
+    sa.Column("work_queue_name", sa.String(255), nullable=True),
+    sa.Column("auto_scheduled", sa.Boolean, nullable=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True),
+    sa.Column("job_variables", JSON, nullable=True),
+    sa.Column("claim_token", sa.Integer, nullable=True),
+    sa.Column("claimed_by", sa.String(255), nullable=True),
+    sa.Column("lease_expires", Timestamp, nullable=True),
+    sa.Column("infrastructure_pid", sa.String(512), nullable=True),
+    sa.Column("heartbeat", Timestamp, nullable=True),
     sa.Index(None, "flow_id", "created"),
     sa.Index(None, "state_type", "created"),
     sa.Index(None, "state_name", "created"),
+    # one run per (deployment, scheduled time): the scheduler's key, held by the database
+    sa.Index(None, "deployment_id", "idempotency_key", unique=True),
+    sa.Index(None, "work_queue_id", "state_type", "expected_start_time"),
+    sa.Index(None, "deployment_id", "expected_start_time"),
     sa.Index(None, "start_time"),
     sa.Index(None, "end_time"),  # retention: finished runs by end time
     sa.Index(None, "created"),
@@ -140,6 +157,10 @@ flow_run = sa.Table(
              postgresql_ops={"name": "gin_trgm_ops"}, sqlite_where=sa.text("0")),
     sa.Index(None, "tags", postgresql_using="gin", postgresql_ops={"tags": "jsonb_path_ops"},
              sqlite_where=sa.text("0")),
+    info={"optional_columns": frozenset({
+        "deployment_id", "work_queue_id", "work_queue_name", "auto_scheduled", "idempotency_key",
+        "job_variables", "claim_token", "claimed_by", "lease_expires", "infrastructure_pid",
+        "heartbeat"})},
 )
 
 task_run = sa.Table(
@@ -299,4 +320,93 @@ block_document_reference = sa.Table(
     sa.Column("created", Timestamp, nullable=False),
     sa.UniqueConstraint("parent_block_document_id", "name"),
     sa.Index(None, "reference_block_document_id"),
+)
+
+
+# -- deployments, work pools and queues, workers ---------------------------------------------------
+# a work pool: where runs of a kind of infrastructure wait for workers; ``default-agent-pool`` holds
+# the queues Prefect 2 agents poll
+work_pool = sa.Table(
+    "work_pool",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("base_job_template", JSON, nullable=False, default=dict),
+    sa.Column("is_paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("concurrency_limit", sa.Integer, nullable=True),
+    *_stamps(),
+)
+
+work_queue = sa.Table(
+    "work_queue",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("work_pool_id", UUID, sa.ForeignKey("work_pool.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("priority", sa.Integer, nullable=False, default=1),
+    sa.Column("concurrency_limit", sa.Integer, nullable=True),
+    sa.Column("is_paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("last_polled", Timestamp, nullable=True),
+    *_stamps(),
+    sa.UniqueConstraint("work_pool_id", "name"),
+)
+
+deployment = sa.Table(
+    "deployment",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("flow_id", UUID, sa.ForeignKey("flow.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("version", sa.String(255), nullable=True),
+    sa.Column("tags", JSON, nullable=False, default=list),
+    sa.Column("parameters", JSON, nullable=False, default=dict),
+    sa.Column("parameter_openapi_schema", JSON, nullable=True),
+    sa.Column("enforce_parameter_schema", sa.Boolean, nullable=False, default=True),
+    sa.Column("entrypoint", sa.String(1024), nullable=True),
+    sa.Column("path", sa.String(1024), nullable=True),
+    sa.Column("storage_document_id", UUID, nullable=True),
+    sa.Column("infrastructure_document_id", UUID, nullable=True),
+    sa.Column("job_variables", JSON, nullable=False, default=dict),
+    sa.Column("pull_steps", JSON, nullable=True),
+    sa.Column("work_queue_id", UUID, sa.ForeignKey("work_queue.id", ondelete="SET NULL"),
+              nullable=True),
+    sa.Column("work_queue_name", sa.String(255), nullable=True),
+    sa.Column("work_pool_name", sa.String(255), nullable=True),
+    sa.Column("paused", sa.Boolean, nullable=False, default=False),
+    sa.Column("retries", sa.Integer, nullable=True),
+    *_stamps(),
+    sa.UniqueConstraint("flow_id", "name"),
+)
+
+deployment_schedule = sa.Table(
+    "deployment_schedule",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("deployment_id", UUID, sa.ForeignKey("deployment.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("schedule", JSON, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("parameters", JSON, nullable=False, default=dict),
+    sa.Column("max_scheduled_runs", sa.Integer, nullable=True),
+    *_stamps(),
+    sa.Index(None, "deployment_id"),
+)
+
+# an agent's or worker's last sign of life, per pool
+worker = sa.Table(
+    "worker",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("work_pool_id", UUID, sa.ForeignKey("work_pool.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("queues", JSON, nullable=False, default=list),
+    sa.Column("last_heartbeat", Timestamp, nullable=False),
+    *_stamps(),
+    sa.UniqueConstraint("work_pool_id", "name"),
 )

@@ -122,6 +122,9 @@ class FastStatements:
         return out
 
     def insert(self, conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        optional = table.info.get("optional_columns")
+        if optional:  # columns a row may leave out (NULL): a deployment's run has them
+            rows = [r if optional <= r.keys() else {**dict.fromkeys(optional), **r} for r in rows]
         key = ("insert", table.name)
         entry = self._cache.get(key)
         if entry is None:
