@@ -98,6 +98,18 @@ def _model():
         retention_logs_days: float | None = Field(
             None, description="Delete log lines older than this many days."
         )
+        flow_run_heartbeat_seconds: float = Field(
+            10.0,
+            description="How often a deployment's running flow tells the server it is alive; "
+            "a run silent for two intervals is marked Crashed.",
+        )
+        late_runs_grace_seconds: float = Field(
+            15.0, description="A scheduled run not started this long after its time is "
+            "marked Late.",
+        )
+        scheduler_horizon_seconds: float = Field(
+            7 * 86400.0, description="How far ahead the scheduler creates runs.",
+        )
         encryption_key: str | None = Field(
             None,
             description="The key that encrypts saved blocks at rest (a Fernet key: "
@@ -324,6 +336,9 @@ KINDS: dict[str, Any] = {
     "retention_flow_runs_days": "float?",
     "retention_task_runs_days": "float?",
     "retention_logs_days": "float?",
+    "flow_run_heartbeat_seconds": "float",
+    "late_runs_grace_seconds": "float",
+    "scheduler_horizon_seconds": "float",
     "encryption_key": "str?",
     "encryption_key_file": "path?",
     "logging_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
@@ -350,6 +365,8 @@ DEFAULTS: dict[str, Any] = {
     "server_services_enabled": True, "concurrency_slot_wait_seconds": 0.5,
     "retention_flow_runs_days": None, "retention_task_runs_days": None,
     "retention_logs_days": None, "encryption_key": None, "encryption_key_file": None,
+    "flow_run_heartbeat_seconds": 10.0, "late_runs_grace_seconds": 15.0,
+    "scheduler_horizon_seconds": 7 * 86400.0,
 }
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}

@@ -256,12 +256,14 @@ def etl() -> str:
 def test_default_services_are_the_enabled_ones(monkeypatch) -> None:
     from legato.settings import get_settings, reset_settings_cache
 
-    assert default_services(get_settings()) == []
+    always = ["scheduler", "late-runs", "crash-detection"]  # deployments' runs need them
+    assert [s.name for s in default_services(get_settings())] == always
     assert not RetentionService().enabled(get_settings())
     monkeypatch.setenv("LEGATO_RETENTION_LOGS_DAYS", "7")
     reset_settings_cache()
-    [svc] = default_services(get_settings())
+    svc, *rest = default_services(get_settings())
     assert isinstance(svc, RetentionService) and svc.interval == 3600
+    assert [s.name for s in rest] == always
 
 
 def test_the_retention_service_prunes_on_the_settings(history, monkeypatch, runners) -> None:

@@ -33,6 +33,10 @@ def _none(response: Any) -> None:
     return None
 
 
+def _pool_query(pool_name: str | None) -> str:
+    return f"?work_pool_name={_quote(pool_name)}" if pool_name else ""
+
+
 class _Calls:
     """Each method returns (method, path, body, parse) for one API call."""
 
@@ -167,6 +171,135 @@ class _Calls:
     @staticmethod
     def delete_block_document_by_id(doc_id: str) -> tuple:
         return ("DELETE", f"/block_documents/{_quote(doc_id)}", None, _none)
+
+    # deployments, work pools and queues, workers' calls
+    @staticmethod
+    def apply_deployment(spec: dict[str, Any]) -> tuple:
+        return ("POST", "/deployments/", spec, _json)
+
+    @staticmethod
+    def read_deployment(deployment_id: str) -> tuple:
+        return ("GET", f"/deployments/{_quote(deployment_id)}", None, _json)
+
+    @staticmethod
+    def read_deployment_by_name(address: str) -> tuple:
+        flow_name, _, name = address.partition("/")
+        return ("GET", f"/deployments/name/{_quote(flow_name)}/{_quote(name)}", None, _json)
+
+    @staticmethod
+    def read_deployments(flow_name: str | None = None, limit: int = 200, offset: int = 0
+                         ) -> tuple:
+        return ("POST", "/deployments/filter",
+                {"flow_name": flow_name, "limit": limit, "offset": offset}, _json)
+
+    @staticmethod
+    def delete_deployment(deployment_id: str) -> tuple:
+        return ("DELETE", f"/deployments/{_quote(deployment_id)}", None, _none)
+
+    @staticmethod
+    def set_schedules_active(deployment_id: str, active: bool, schedule_id: str | None = None
+                             ) -> tuple:
+        return ("POST", f"/deployments/{_quote(deployment_id)}/schedules/active",
+                {"active": active, "schedule_id": schedule_id}, _json)
+
+    @staticmethod
+    def replace_schedules(deployment_id: str, schedules: list[dict[str, Any]]) -> tuple:
+        return ("PUT", f"/deployments/{_quote(deployment_id)}/schedules",
+                schedules, _json)
+
+    @staticmethod
+    def create_flow_run_from_deployment(deployment_id: str, **body: Any) -> tuple:
+        return ("POST", f"/deployments/{_quote(deployment_id)}/create_flow_run",
+                {k: v for k, v in body.items() if v is not None}, _json)
+
+    @staticmethod
+    def backfill(deployment_id: str, start: Any, end: Any) -> tuple:
+        return ("POST", f"/deployments/{_quote(deployment_id)}/backfill",
+                {"start": start, "end": end}, _json)
+
+    @staticmethod
+    def create_work_pool(name: str, type: str = "process", **fields: Any) -> tuple:
+        return ("POST", "/work_pools/", {"name": name, "type": type, **fields}, _json)
+
+    @staticmethod
+    def read_work_pool(name: str) -> tuple:
+        return ("GET", f"/work_pools/{_quote(name)}", None, _json)
+
+    @staticmethod
+    def read_work_pools() -> tuple:
+        return ("POST", "/work_pools/filter", {}, _json)
+
+    @staticmethod
+    def update_work_pool(name: str, **fields: Any) -> tuple:
+        return ("PATCH", f"/work_pools/{_quote(name)}", fields, _json)
+
+    @staticmethod
+    def delete_work_pool(name: str) -> tuple:
+        return ("DELETE", f"/work_pools/{_quote(name)}", None, _none)
+
+    @staticmethod
+    def create_work_queue(name: str, pool_name: str | None = None, **fields: Any) -> tuple:
+        return ("POST", "/work_queues/",
+                {"name": name, "work_pool_name": pool_name, **fields}, _json)
+
+    @staticmethod
+    def read_work_queue(name: str, pool_name: str | None = None) -> tuple:
+        return ("GET", f"/work_queues/name/{_quote(name)}{_pool_query(pool_name)}", None, _json)
+
+    @staticmethod
+    def read_work_queues(pool_name: str | None = None) -> tuple:
+        return ("POST", "/work_queues/filter", {"work_pool_name": pool_name}, _json)
+
+    @staticmethod
+    def update_work_queue(name: str, pool_name: str | None = None, **fields: Any) -> tuple:
+        return ("PATCH", f"/work_queues/name/{_quote(name)}{_pool_query(pool_name)}",
+                fields, _json)
+
+    @staticmethod
+    def delete_work_queue(name: str, pool_name: str | None = None) -> tuple:
+        return ("DELETE", f"/work_queues/name/{_quote(name)}{_pool_query(pool_name)}", None,
+                _none)
+
+    @staticmethod
+    def claim_flow_runs(worker_name: str, *, pool_name: str | None = None,
+                        queue_names: list[str] | None = None, limit: int = 10,
+                        lease_seconds: float = 30.0, wait_seconds: float = 0.0) -> tuple:
+        return ("POST", "/work_pools/claim", {
+            "worker_name": worker_name, "work_pool_name": pool_name, "queue_names": queue_names,
+            "limit": limit, "lease_seconds": lease_seconds, "wait_seconds": wait_seconds}, _json)
+
+    @staticmethod
+    def release_claim(run_id: str, claim_token: int | None) -> tuple:
+        return ("POST", f"/flow_runs/{_quote(run_id)}/release", {"claim_token": claim_token},
+                _json)
+
+    @staticmethod
+    def start_flow_run(run_id: str, claim_token: int | None) -> tuple:
+        return ("POST", f"/flow_runs/{_quote(run_id)}/start", {"claim_token": claim_token},
+                _json)
+
+    @staticmethod
+    def set_infrastructure_pid(run_id: str, claim_token: int | None, pid: str) -> tuple:
+        return ("POST", f"/flow_runs/{_quote(run_id)}/infrastructure_pid",
+                {"claim_token": claim_token, "pid": pid}, _none)
+
+    @staticmethod
+    def heartbeat(run_id: str) -> tuple:
+        return ("POST", f"/flow_runs/{_quote(run_id)}/heartbeat", {},
+                lambda r: r.json()["state_type"])
+
+    @staticmethod
+    def cancel_flow_run(run_id: str) -> tuple:
+        return ("POST", f"/flow_runs/{_quote(run_id)}/cancel", {}, _json)
+
+    @staticmethod
+    def end_flow_run(run_id: str, state_type: str, message: str) -> tuple:
+        return ("POST", f"/flow_runs/{_quote(run_id)}/end",
+                {"state_type": state_type, "message": message}, _json)
+
+    @staticmethod
+    def finish_cancellation(run_id: str) -> tuple:
+        return ("POST", f"/flow_runs/{_quote(run_id)}/cancelled", {}, _none)
 
     @staticmethod
     def health() -> tuple:

@@ -114,3 +114,15 @@ BLOCK_CALLS = frozenset({
     "read_block_document_by_id", "read_block_documents", "delete_block_document",
     "delete_block_document_by_id",
 })
+
+# Deployments, work pools and queues, and the calls workers make (legato.core.run_control's
+# Deployments embedded; the server's /api/deployments, /api/work_pools, /api/work_queues routes)
+DEPLOYMENT_CALLS = frozenset({
+    "apply_deployment", "read_deployment", "read_deployment_by_name", "read_deployments",
+    "delete_deployment", "set_schedules_active", "replace_schedules",
+    "create_flow_run_from_deployment", "backfill", "create_work_pool", "read_work_pool",
+    "read_work_pools", "update_work_pool", "delete_work_pool", "create_work_queue",
+    "read_work_queue", "read_work_queues", "update_work_queue", "delete_work_queue",
+    "claim_flow_runs", "release_claim", "start_flow_run", "set_infrastructure_pid", "heartbeat",
+    "cancel_flow_run", "finish_cancellation", "end_flow_run",
+})

@@ -8,7 +8,7 @@ from ..core.orchestrator import Orchestrator
 from ..core.server_core import ServerCore
 from ..store.database import Database
 from ..store.writer import HistoryWriter, WritePolicy
-from .base import BLOCK_CALLS
+from .base import BLOCK_CALLS, DEPLOYMENT_CALLS
 from .core_client import CoreClient
 
 if TYPE_CHECKING:
@@ -91,7 +91,16 @@ class EmbeddedClient(CoreClient):
     def __getattr__(self, name: str) -> Any:
         if name in BLOCK_CALLS:
             return getattr(self._block_core(), name)
+        if name in DEPLOYMENT_CALLS:
+            return getattr(self._deployments(), name)
         raise AttributeError(name)
+
+    def _deployments(self) -> Any:
+        # lazy: deployments' use cases load only when used
+        from ..core.run_control import Deployments
+
+        self.writer.flush()  # runs this process wrote are visible to them
+        return Deployments(self.db, slot_wait=self.core.slot_wait)
 
     def _block_core(self) -> Any:
         # lazy: the block store (and cryptography) load only when blocks are used

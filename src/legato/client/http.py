@@ -26,13 +26,14 @@ from ..exceptions import (
     BlockError,
     ConflictError,
     ObjectNotFound,
+    ParameterTypeError,
     ServerError,
     ServerUnreachableError,
 )
 from ..states import State, StateType
 from ..store.writer import Buffer, HistoryWriter, WritePolicy
 from ..version import API_VERSION, API_VERSION_HEADER
-from .base import BLOCK_CALLS
+from .base import BLOCK_CALLS, DEPLOYMENT_CALLS
 from .core_client import CoreClient
 
 _RETRY_STATUS = frozenset({502, 503, 504})
@@ -100,6 +101,8 @@ class Transport:
             raise ConflictError(detail)
         if status == 422 and path.startswith("/block"):
             raise BlockError(detail)
+        if status == 422 and path.startswith("/deployments/") and "Parameter" in detail:
+            raise ParameterTypeError(detail)
         raise ServerError(f"The Legato server at {self.url} answered {method} {path} with "
                           f"{status}: {detail}", status)
 
@@ -273,7 +276,7 @@ class HttpClient(CoreClient):
 
     # blocks: the server's block routes (client/api.py)
     def __getattr__(self, name: str) -> Any:
-        if name in BLOCK_CALLS:
+        if name in BLOCK_CALLS or name in DEPLOYMENT_CALLS:
             return getattr(self.api, name)
         raise AttributeError(name)
 

@@ -215,6 +215,19 @@ def finish_cancellation(db: Database, run_id: str) -> None:
             end_task_runs(conn, db, run_id, StateType.CANCELLED, "Its flow run was cancelled.")
 
 
+def end_flow_run(db: Database, run_id: str, type_: StateType, message: str) -> dict[str, Any]:
+    """A worker's verdict on a run whose process is gone (Crashed) or never started (Failed):
+    recorded unless the run finished meanwhile; its unfinished task runs end with it."""
+    with db.write() as conn:
+        decision, run = transition_in_conn(
+            conn, db, "flow_run", run_id, State(type_, message=message),
+            guard=lambda row: _refuse() if row["state_type"] in {
+                t.value for t in TERMINAL_TYPES} else None)
+        if decision.verdict is Verdict.ACCEPT:
+            end_task_runs(conn, db, run_id, type_, f"Its flow run ended {type_.value.title()}.")
+    return {"status": decision.verdict.value, "reason": decision.reason, "run": run.row}
+
+
 def _refuse() -> Decision:
     """A refusal that needs no reason: the run changed meanwhile, the caller skips it."""
     return Decision(Verdict.REJECT, "no longer applies")
@@ -236,6 +249,9 @@ class Deployments:
 
     def finish_cancellation(self, run_id: str) -> None:
         finish_cancellation(self.db, run_id)
+
+    def end_flow_run(self, run_id: str, state_type: str, message: str) -> dict[str, Any]:
+        return end_flow_run(self.db, run_id, StateType(state_type), message)
 
     def backfill(self, deployment_id: str, start: dt.datetime, end: dt.datetime
                  ) -> dict[str, int]:

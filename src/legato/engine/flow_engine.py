@@ -36,8 +36,12 @@ _UTC = dt.timezone.utc
 
 
 class FlowRunEngine:
-    def __init__(self, flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(self, flow: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 adopt: dict[str, Any] | None = None) -> None:
         self.flow = flow
+        # a deployment's run, made by the server and started (Running) by its worker: this
+        # engine drives that run rather than creating one
+        self.adopted = adopt
         self.settings = get_settings()
         setup_logging(self.settings)
         self.client = get_client(self.settings)
@@ -47,7 +51,7 @@ class FlowRunEngine:
         self.retries = (self.settings.flow_default_retries if flow._default_retries
                         else flow.retries)
         self.param_error: ParameterError | None = None
-        self.run_id = new_id()
+        self.run_id = adopt["id"] if adopt else new_id()
         self.created = False  # the flow run is in the client (buffered or written)
         self.started = False  # begin() went through: the run is recorded and Running
         try:
@@ -66,7 +70,7 @@ class FlowRunEngine:
     def _open(self) -> State | None:
         flow, client = self.flow, self.client
         name = self._run_name()
-        tags = sorted(flow.tags | tags_ctx.get())
+        tags = sorted(flow.tags | tags_ctx.get() | set((self.adopted or {}).get("tags") or ()))
         if self.parent is not None:
             self._create_parent_task_run(tags)
         self.info = FlowRunInfo(self.run_id, name, flow.name, self.params, tags,
@@ -79,12 +83,13 @@ class FlowRunEngine:
         runner = self._new_runner()
         self.ctx = FlowRunContext(flow, self.info, client, runner, self.settings, log_prints)
         self.logger = flow_run_logger(self.ctx)
-        client.create_flow_run(
-            id=self.run_id, flow_name=flow.name, name=name, state=S.Pending(),
-            parameters=jsonable_parameters(self.params), tags=tags,
-            parent_task_run_id=self.parent_task_run_id, version=flow.version,
-            empirical_policy={"retries": self.retries} if self.retries else None,
-        )
+        if self.adopted is None:
+            client.create_flow_run(
+                id=self.run_id, flow_name=flow.name, name=name, state=S.Pending(),
+                parameters=jsonable_parameters(self.params), tags=tags,
+                parent_task_run_id=self.parent_task_run_id, version=flow.version,
+                empirical_policy={"retries": self.retries} if self.retries else None,
+            )
         self.created = True
         if self.param_error is not None:
             return S.Failed(str(self.param_error), data=self.param_error)
@@ -121,6 +126,8 @@ class FlowRunEngine:
         return runner.duplicate() if runner else ThreadPoolTaskRunner()
 
     def _run_name(self) -> str:
+        if self.adopted is not None:
+            return self.adopted["name"]
         if self.flow.flow_run_name is not None and self.param_error is None:
             return render_run_name(self.flow.flow_run_name, self.params, "flow run")
         return generate_run_name()
@@ -142,6 +149,8 @@ class FlowRunEngine:
     def _start_attempt(self) -> None:
         self.attempt += 1
         self.info.run_count = self.attempt
+        if self.adopted is not None and self.attempt == 1:
+            return  # its worker's start made it Running (the claim token's one start)
         self.client.set_flow_run_state(
             self.run_id, S.Running() if self.attempt == 1 else S.Retrying()
         )

@@ -65,6 +65,7 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
     """The whole server as one ASGI app (wrapped in the key/size/version middleware)."""
     from ..blocks.builtin import register_builtin_block_types
     from ..core.blocks import BlockCore
+    from ..core.run_control import Deployments
     from ..core.server_core import ServerCore
     from ..settings import get_settings
     from ..store.database import get_database
@@ -101,11 +102,13 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
     api.state.core = ServerCore(db, slot_wait=s.concurrency_slot_wait_seconds)
     api.state.settings = s
     api.state.blocks = BlockCore(db, get_cipher(s))
+    api.state.deployments = Deployments(db, slot_wait=s.concurrency_slot_wait_seconds)
 
-    from .api import admin, blocks, concurrency, flows, logs, runs
+    from .api import admin, blocks, concurrency, deployments, flows, logs, runs
 
+    api.state.runs_changed = deployments.RunsChanged()
     for router in (admin.router, flows.router, runs.flow_runs, runs.task_runs, logs.router,
-                   concurrency.router, blocks.router):
+                   concurrency.router, blocks.router, deployments.router):
         api.include_router(router, prefix="/api")
 
     @api.exception_handler(LegatoError)

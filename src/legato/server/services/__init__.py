@@ -10,8 +10,10 @@ from typing import Any
 
 from .base import Service, ServiceRunner
 from .retention import RetentionService
+from .scheduling import CrashDetectionService, LateRunsService, SchedulerService
 
-__all__ = ["Service", "ServiceRunner", "RetentionService", "default_services"]
+__all__ = ["CrashDetectionService", "LateRunsService", "RetentionService", "SchedulerService",
+           "Service", "ServiceRunner", "default_services"]
 
 
 def default_services(settings: Any = None) -> list[Service]:
@@ -20,5 +22,7 @@ def default_services(settings: Any = None) -> list[Service]:
         from ...settings import get_settings
 
         settings = get_settings()
-    candidates: list[Service] = [RetentionService(settings=settings)]
+    candidates: list[Service] = [
+        RetentionService(settings=settings), SchedulerService(settings),
+        LateRunsService(settings), CrashDetectionService(settings)]
     return [svc for svc in candidates if svc.enabled(settings)]

@@ -1,0 +1,99 @@
+"""``python -m legato.engine.deployed FLOW_RUN_ID``: run a deployment's flow run in this process.
+
+This is what a worker starts (in a process, a container or a Kubernetes Job), in the folder it
+pulled the deployment's code into. It loads the flow from the deployment's entrypoint, starts the
+run with the worker's claim token (``LEGATO_CLAIM_TOKEN``: only the current holder may start it,
+so the code never runs twice), sends a heartbeat every ``LEGATO_FLOW_RUN_HEARTBEAT_SECONDS``
+while it runs, and exits 0 when the run Completed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..client.factory import close_clients, get_client
+from ..logging import get_logger
+from ..settings import get_settings
+from ..states import StateType
+
+log = get_logger("legato.engine.deployed")
+
+
+class Heartbeat:
+    """A thread telling the server, every ``interval`` seconds, that the run is alive."""
+
+    def __init__(self, client: Any, run_id: str, interval: float) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.interval = max(interval, 0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="legato-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.client.heartbeat(self.run_id)
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried next interval
+                log.debug("heartbeat of flow run %s failed: %s", self.run_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def run_deployed_flow_run(run_id: str, claim_token: int | None = None,
+                          base_dir: str | Path | None = None) -> int:
+    """Run the deployment's flow run ``run_id`` here; the process's exit code."""
+    # lazy: the flow loader and the engine load only when a run is started
+    from ..utilities.entrypoints import load_flow_from_entrypoint
+    from .flow_engine import FlowRunEngine
+
+    settings = get_settings()
+    client = get_client(settings)
+    run = client.read_flow_run(run_id)
+    if run.deployment_id is None:
+        log.error("Flow run %s is not a deployment's run: nothing to start.", run_id)
+        return 1
+    deployment = client.read_deployment(run.deployment_id)
+    # the worker started this process in the folder it pulled the code into (the entrypoint is
+    # relative to it)
+    flow = load_flow_from_entrypoint(deployment["entrypoint"], base_dir=Path(base_dir or os.getcwd()))
+    answer = client.start_flow_run(run_id, claim_token)
+    if answer["status"] != "ACCEPT":
+        log.warning("Flow run %s was not started: %s", run_id, answer.get("reason"))
+        return 0  # another worker holds it, or it was cancelled: not this process's to run
+    heartbeat = Heartbeat(client, run_id, settings.flow_run_heartbeat_seconds).start()
+    try:
+        adopted = {"id": run_id, "name": run.name, "tags": list(run.tags)}
+        params = dict(run.parameters or {})
+        if flow.is_async:
+            import asyncio  # lazy: asyncio only for async flows
+
+            state = asyncio.run(FlowRunEngine(flow, (), params, adopt=adopted).run_async())
+        else:
+            state = FlowRunEngine(flow, (), params, adopt=adopted).run_sync()
+    finally:
+        heartbeat.stop()
+        close_clients()
+    return 0 if state.type is StateType.COMPLETED else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m legato.engine.deployed FLOW_RUN_ID", file=sys.stderr)
+        return 2
+    token = os.environ.get("LEGATO_CLAIM_TOKEN")
+    return run_deployed_flow_run(args[0], int(token) if token else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
