@@ -16,6 +16,7 @@ BUILTIN_MODULES = (
     "legato.aws",
     "legato.blocks.notifications",
     "legato.blocks.warehouse",
+    "legato.infrastructure",
 )
 
 
@@ -27,9 +28,10 @@ def builtin_block_classes() -> list[type[Block]]:
 
 
 def block_classes_in(module: Any) -> list[type[Block]]:
-    """The block classes a module defines or exports (each once, in a stable order)."""
+    """The block classes a module defines or exports (each once, in a stable order); a module
+    may name them in ``__block_types__`` (leaving out an abstract base)."""
     seen: dict[str, type[Block]] = {}
-    for value in vars(module).values():
+    for value in getattr(module, "__block_types__", None) or vars(module).values():
         if isinstance(value, type) and issubclass(value, Block) and value is not Block:
             seen.setdefault(value.get_block_type_slug(), value)
     return [seen[k] for k in sorted(seen)]

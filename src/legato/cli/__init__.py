@@ -15,7 +15,20 @@ import typer
 
 from ..settings import active_profile_name, load_profiles
 from ..version import legato_version
-from . import block, concurrency_limit, config, flow_run, history, login, profile, server, task_run
+from . import (
+    block,
+    concurrency_limit,
+    config,
+    deployment,
+    flow_run,
+    history,
+    login,
+    profile,
+    server,
+    task_run,
+    work_queue,
+    worker,
+)
 from ._common import handles_errors
 
 app = typer.Typer(
@@ -34,6 +47,11 @@ app.add_typer(server.app, name="server")
 app.add_typer(server.orion_app, name="orion")
 app.add_typer(concurrency_limit.app, name="concurrency-limit")
 app.add_typer(block.app, name="block")
+app.add_typer(deployment.app, name="deployment")
+app.add_typer(work_queue.queue_app, name="work-queue")
+app.add_typer(work_queue.pool_app, name="work-pool")
+app.add_typer(worker.agent_app, name="agent")
+app.add_typer(worker.worker_app, name="worker")
 app.command("login")(login.login)
 
 

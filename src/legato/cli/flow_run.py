@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import console, err_console, handles_errors, print_json
+from ._common import console, err_console, exit_with_error, handles_errors, print_json
 from ._history import (
     collect,
     details_grid,
@@ -216,3 +216,20 @@ def flow_run_delete(
     for run in runs:
         client.delete_flow_run(run.id)
         console().print(f"Deleted flow run {run.name!r} ({run.id}).")
+
+
+@app.command("cancel")
+@handles_errors
+def flow_run_cancel(
+    id_: Annotated[str, typer.Argument(help="A flow run id (or a unique prefix).",
+                                       metavar="ID")],
+) -> None:
+    """Cancel a flow run and its subflow runs: one not started never starts; a running one is
+    stopped by its worker (SIGTERM, then SIGKILL) and ends Cancelled."""
+    client = history_client()
+    run = client.read_flow_run(run_id(id_, "flow run"))
+    answer = client.cancel_flow_run(run.id)
+    if answer["status"] != "ACCEPT":
+        exit_with_error(answer.get("reason") or "the flow run cannot be cancelled")
+    state = answer["run"]["state_name"]
+    console().print(f"Flow run {run.name!r} ({run.id}) is {state}.")

@@ -10,6 +10,7 @@ while it runs, and exits 0 when the run Completed, 1 otherwise.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -86,7 +87,13 @@ def run_deployed_flow_run(run_id: str, claim_token: int | None = None,
     return 0 if state.type is StateType.COMPLETED else 1
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    # without a handler, a process that is PID 1 (a Kubernetes pod) ignores SIGTERM until SIGKILL
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
         print("usage: python -m legato.engine.deployed FLOW_RUN_ID", file=sys.stderr)
