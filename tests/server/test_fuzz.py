@@ -47,6 +47,7 @@ def fuzz_app(history: str) -> Iterator[Any]:
     from legato.settings import get_settings
 
     app = create_app(get_settings(), services=False)
+    app.app.state.long_poll_cap = 0.05  # a claim's long poll: fuzzed, but not waited out
     with TestClient(app, base_url="http://t/api") as client:
         app.seed = _seed(client)  # type: ignore[attr-defined]
         yield app

@@ -19,14 +19,14 @@ import random
 import time
 from typing import Any
 
+from .. import exceptions
 from ..core.rules import Decision, Verdict
 from ..core.runs import CoreBase
 from ..exceptions import (
     AuthenticationError,
-    BlockError,
     ConflictError,
+    LegatoError,
     ObjectNotFound,
-    ParameterTypeError,
     ServerError,
     ServerUnreachableError,
 )
@@ -71,6 +71,19 @@ def _detail(response: Any) -> str:
     return str(body)[:500]
 
 
+def _error_class(response: Any) -> type[LegatoError] | None:
+    """The Legato error the server raised (its answer names the class), when it is one a
+    caller can meet: bad parameters, blocks, schedules."""
+    try:
+        name = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    cls = getattr(exceptions, str(name), None) if name else None
+    if cls is None and name == "InvalidScheduleError":
+        cls = LegatoError
+    return cls if isinstance(cls, type) and issubclass(cls, LegatoError) else None
+
+
 class Transport:
     """One server: its URL, key, an httpx connection pool, and the retry policy."""
 
@@ -99,10 +112,10 @@ class Transport:
             raise ObjectNotFound(detail)
         if status == 409:
             raise ConflictError(detail)
-        if status == 422 and path.startswith("/block"):
-            raise BlockError(detail)
-        if status == 422 and path.startswith("/deployments/") and "Parameter" in detail:
-            raise ParameterTypeError(detail)
+        if status in (400, 422):
+            named = _error_class(response)
+            if named is not None:
+                raise named(detail)
         raise ServerError(f"The Legato server at {self.url} answered {method} {path} with "
                           f"{status}: {detail}", status)
 

@@ -40,6 +40,8 @@ _DEPLOYMENT_FIELDS = (
     "retries",
 )
 
+_JSON_FIELDS = ("parameters", "job_variables", "parameter_openapi_schema", "pull_steps")
+
 
 def _now() -> dt.datetime:
     return dt.datetime.now(_UTC)
@@ -74,7 +76,7 @@ class DeploymentCore:
                 raise ConflictError(f"A work pool named {name!r} already exists.")
             conn.execute(wp.insert().values(
                 id=new_id(), name=name, type=type, description=description,
-                base_job_template=base_job_template or {}, is_paused=paused,
+                base_job_template=_clean_json(base_job_template or {}), is_paused=paused,
                 concurrency_limit=concurrency_limit, created=now, updated=now))
             return _pool(conn, name)
 
@@ -90,7 +92,8 @@ class DeploymentCore:
     def update_work_pool(self, name: str, **fields: Any) -> dict[str, Any]:
         wp = models.work_pool
         allowed = {"description", "base_job_template", "is_paused", "concurrency_limit"}
-        values = {k: v for k, v in fields.items() if k in allowed}
+        values = {k: _clean_json(v) if k == "base_job_template" else v
+                  for k, v in fields.items() if k in allowed}
         with self.db.write() as conn:
             pool = _pool(conn, name)
             conn.execute(wp.update().where(wp.c.id == pool["id"]).values(updated=_now(), **values))
@@ -158,7 +161,7 @@ class DeploymentCore:
                 _check_block(conn, spec.get(key), key)
             pool_name = spec.get("work_pool_name")
             queue = _ensure_queue(conn, spec.get("work_queue_name") or "default", pool_name)
-            values = {k: _clean_json(spec[k]) if k in ("parameters", "job_variables") else spec[k]
+            values = {k: _clean_json(spec[k]) if k in _JSON_FIELDS else spec[k]
                       for k in _DEPLOYMENT_FIELDS if k in spec}
             values.update(work_queue_id=queue["id"], work_queue_name=queue["name"],
                           work_pool_name=queue["work_pool_name"], updated=now)
@@ -357,6 +360,8 @@ class DeploymentCore:
     def set_infrastructure_pid(self, run_id: str, claim_token: int | None, pid: str) -> None:
         fr = models.flow_run
         with self.db.write() as conn:
+            if conn.execute(sa.select(fr.c.id).where(fr.c.id == run_id)).first() is None:
+                raise ObjectNotFound(f"No flow run with id {run_id} in the history.")
             q = fr.update().where(fr.c.id == run_id)
             if claim_token is not None:
                 q = q.where(fr.c.claim_token == claim_token)
@@ -368,7 +373,10 @@ class DeploymentCore:
         with self.db.write() as conn:
             conn.execute(fr.update().where(fr.c.id == run_id, fr.c.state_type == "RUNNING")
                          .values(heartbeat=_now()))
-            return conn.execute(sa.select(fr.c.state_type).where(fr.c.id == run_id)).scalar()
+            state = conn.execute(sa.select(fr.c.state_type).where(fr.c.id == run_id)).first()
+            if state is None:
+                raise ObjectNotFound(f"No flow run with id {run_id} in the history.")
+            return state[0]
 
 
 # -- helpers -----------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ..exceptions import (
     InvalidStateTransition,
     LegatoError,
     ObjectNotFound,
+    ParameterError,
     StoreError,
 )
 from ..schemas.api import API_VERSION
@@ -34,8 +35,8 @@ log = logging.getLogger("legato.server")
 def _status_for(exc: LegatoError) -> int:
     if isinstance(exc, ObjectNotFound):
         return 404
-    if isinstance(exc, BlockError):
-        return 422
+    if isinstance(exc, (BlockError, ParameterError, ValueError)):
+        return 422  # the request's content is wrong (a schedule, a parameter, a document)
     if isinstance(exc, ConfigurationError):
         return 500
     if isinstance(exc, (ConflictError, InvalidStateTransition)):
@@ -116,7 +117,9 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
         status = _status_for(exc)
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(status_code=status, content={"detail": str(exc)})
+        # ``error``: the exception's class, so the client raises the same one
+        return JSONResponse(status_code=status, content={"detail": str(exc),
+                                                         "error": type(exc).__name__})
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

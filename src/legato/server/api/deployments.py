@@ -14,8 +14,10 @@ from typing import Annotated, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import AfterValidator
 
 from ...core.run_control import Deployments
+from ...schemas.api import storable_text
 from ...schemas.deployments import (
     Backfill,
     Claim,
@@ -37,10 +39,20 @@ from ...schemas.deployments import (
 from .deps import CONFLICT, NOT_FOUND, UUID_PATTERN, RunId
 
 router = APIRouter(tags=["Deployments"])
+
+
+def _storable_or_none(value: str | None) -> str | None:
+    return None if value is None else storable_text(value)
+
+
 DepId = Annotated[str, Path(pattern=UUID_PATTERN, description="The deployment's id.")]
-PoolName = Annotated[str, Path(min_length=1, max_length=255)]
+PoolName = Annotated[str, Path(min_length=1, max_length=255), AfterValidator(storable_text)]
 QueuePool = Annotated[str | None, Query(max_length=255, description="Its work pool (default: "
-                                        "the agents' pool).")]
+                                        "the agents' pool)."), AfterValidator(_storable_or_none)]
+
+
+#: the longest a claim waits, whatever it asks (tests lower it on the app's state)
+LONG_POLL_CAP = 30.0
 
 
 class RunsChanged:
@@ -145,9 +157,10 @@ def filter_pools(d: D) -> list[dict[str, Any]]:
     return d.read_work_pools()
 
 
-@router.post("/work_pools/claim", summary="Claim due runs for a worker (a long poll).")
-async def claim(body: Claim, d: D, changes: Changes) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + body.wait_seconds
+@router.post("/work_pools/claim", responses=NOT_FOUND, summary="Claim due runs for a worker (a long poll).")
+async def claim(body: Claim, d: D, changes: Changes, request: Request) -> list[dict[str, Any]]:
+    cap = getattr(request.app.state, "long_poll_cap", LONG_POLL_CAP)
+    deadline = time.monotonic() + min(body.wait_seconds, cap)
     while True:
         seen = changes.version
         runs = await to_thread.run_sync(lambda: d.claim_flow_runs(
