@@ -25,7 +25,7 @@ from typing import Any
 
 from ..blocks.core import block_from_document
 from ..exceptions import LegatoError
-from ..infrastructure import FlowRunLaunch, Process
+from ..infrastructure import FlowRunLaunch, Process, infrastructure_for_type
 from ..logging import get_logger
 from ..states import TERMINAL_TYPES, StateType
 
@@ -60,6 +60,7 @@ class Runner:
         self.api_url = api_url
         self.api_key = api_key
         self.running: dict[str, _Running] = {}
+        self._pool_row: dict[str, Any] | None = None
         self.stopping = threading.Event()
 
     # -- the loop --------------------------------------------------------------------------------
@@ -147,18 +148,33 @@ class Runner:
 
     def _infrastructure(self, deployment: dict[str, Any], run: dict[str, Any],
                         code_dir: Path) -> Any:
+        """The deployment's infrastructure block; on a typed work pool (Prefect 3), the pool's
+        base job template filled with the run's job variables; else a local Process."""
         infra_id = deployment.get("infrastructure_document_id")
+        overrides = dict(run.get("job_variables") or {})
+        pool = self._pool()
         if infra_id:
             doc = self.client.read_block_document_by_id(str(infra_id), include_secrets=True)
             infra = block_from_document(doc)
+        elif pool is not None and pool["type"] != "agent":
+            infra = infrastructure_for_type(pool["type"]).from_job_variables(
+                pool["base_job_template"] or infrastructure_for_type(
+                    pool["type"]).base_job_template(), overrides)
+            overrides = {}
         else:
             infra = Process()
-        overrides = dict(run.get("job_variables") or {})
         if isinstance(infra, Process) and infra.working_dir is None:
             overrides.setdefault("working_dir", str(code_dir))
         if overrides:
             infra = type(infra).model_validate({**infra.model_dump(), **overrides})
         return infra
+
+    def _pool(self) -> dict[str, Any] | None:
+        if self.pool_name is None:
+            return None
+        if self._pool_row is None:
+            self._pool_row = self.client.read_work_pool(self.pool_name)
+        return self._pool_row
 
     def _env(self, token: int | None) -> dict[str, str]:
         env = {}
