@@ -174,6 +174,15 @@ def transition_in_conn(
     return decision, run
 
 
+def _live_holders(conn: sa.Connection, slots: list[str]) -> list[str]:
+    """The slot holders still alive: a task run that is no longer Running (its flow run crashed
+    or was cancelled and ended it, or it was deleted) holds nothing; its slot's lease is over."""
+    tr = models.task_run
+    running = set(conn.execute(sa.select(tr.c.id).where(
+        tr.c.id.in_(slots), tr.c.state_type == StateType.RUNNING.value)).scalars())
+    return [s for s in slots if s in running]
+
+
 def _concurrency_slots(conn: sa.Connection, db: Database, run_id: str, run: _Run,
                        stype: StateType, slot_wait: float) -> Decision | None:
     cl = models.concurrency_limit
@@ -196,12 +205,17 @@ def _concurrency_slots(conn: sa.Connection, db: Database, run_id: str, run: _Run
                     "may not run. Raise it with `legato concurrency-limit create TAG N`.",
                 )
             if run_id not in slots and len(slots) >= lim.concurrency_limit:
+                slots = _live_holders(conn, slots)
+                if len(slots) < lim.concurrency_limit:  # a holder had died: its lease is over
+                    conn.execute(cl.update().where(cl.c.id == lim.id).values(
+                        active_slots=slots, updated=now))
+                    continue
                 return Decision(
                     Verdict.WAIT,
                     f"All {lim.concurrency_limit} slot(s) of tag {lim.tag!r} are taken.",
                     retry_after=slot_wait,
                 )
-        for lim in limits:
+        for lim in conn.execute(q).all():  # re-read: a dead holder's slot may have been freed
             slots = list(lim.active_slots or [])
             if run_id not in slots:
                 conn.execute(cl.update().where(cl.c.id == lim.id).values(
