@@ -297,3 +297,24 @@ def backfill(address: str,
     got = _client().backfill(str(d["id"]), lo, hi)
     console().print(f"Backfill of {address!r}: {got['made']} run(s) created, "
                     f"{got['existing']} already there.")
+
+
+def deploy(
+    names: Annotated[list[str] | None, typer.Option("--name", "-n", help="Only this deployment "
+                                                    "of the project file (repeatable).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every deployment of the file.")] = False,
+    file: Annotated[Path | None, typer.Option("--file", help="The project file (default: "
+                                              "legato.yaml, else prefect.yaml).")] = None,
+) -> None:
+    """Apply the deployments of the project file (Prefect 3's `prefect deploy`)."""
+    from ..deployments.project import find_project_file, project_deployments  # lazy: yaml
+
+    if not names and not all_:
+        exit_with_error("Say which deployments: --name NAME (repeatable) or --all.")
+    path = find_project_file(file)
+    out = console()
+    for dep in project_deployments(path, None if all_ else names):
+        dep.apply()
+        where = f"work pool {dep.work_pool_name!r}" if dep.work_pool_name else \
+            f"work queue {dep.work_queue_name!r}"
+        out.print(f"Deployment '{dep.flow_name}/{dep.name}' applied ({where}).")
