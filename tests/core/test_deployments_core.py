@@ -177,3 +177,47 @@ def test_a_run_whose_heartbeats_stop_crashes_and_is_retried(deps: Deployments) -
     assert states[run["id"]] == "AwaitingRetry" and states[healthy["id"]] == "Running"
     [again] = deps.claim_flow_runs("w", queue_names=["default"], now=later)
     assert again["id"] == run["id"] and again["claim_token"] == 2
+
+
+def _runs_by_time(deps: Deployments, dep_id: str) -> list[dt.datetime]:
+    fr = models.flow_run
+    with deps.db.read() as conn:
+        return sorted(conn.execute(sa.select(fr.c.expected_start_time).where(
+            fr.c.deployment_id == dep_id)).scalars())
+
+
+def test_the_scheduler_makes_each_time_once(deps: Deployments) -> None:
+    from legato.core.run_control import mark_late_runs, schedule_runs
+
+    dep = _apply(deps, schedules=[{"schedule": {"interval": 3600}}])
+    now = dt.datetime(2026, 11, 26, 10, 30, tzinfo=UTC)
+    horizon = dt.timedelta(hours=5)
+    assert schedule_runs(deps.db, now=now, horizon=horizon) == 5
+    assert schedule_runs(deps.db, now=now, horizon=horizon) == 0  # again: nothing new
+    times = _runs_by_time(deps, dep["id"])
+    assert times[0] == dt.datetime(2026, 11, 26, 11, 0, tzinfo=UTC) and len(times) == 5
+    # a second scheduler over an overlapping window: still each time once
+    assert schedule_runs(deps.db, now=now + dt.timedelta(hours=2), horizon=horizon) == 2
+    assert len(_runs_by_time(deps, dep["id"])) == len(set(_runs_by_time(deps, dep["id"]))) == 7
+    # redeploying with the same schedule: future runs remade, none twice
+    _apply(deps, schedules=[{"schedule": {"interval": 3600}}])
+    schedule_runs(deps.db, now=now, horizon=horizon)
+    times = _runs_by_time(deps, dep["id"])
+    assert len(times) == len(set(times))
+    # runs not started in time become Late, and stay runnable
+    assert mark_late_runs(deps.db, grace=dt.timedelta(seconds=15),
+                          now=dt.datetime(2026, 11, 26, 11, 1, tzinfo=UTC)) >= 1
+    fr = models.flow_run
+    with deps.db.read() as conn:
+        late = conn.execute(sa.select(fr.c.state_name).where(
+            fr.c.expected_start_time == dt.datetime(2026, 11, 26, 11, 0, tzinfo=UTC))).scalar()
+    assert late == "Late"
+
+
+def test_backfill_makes_missing_past_times_only(deps: Deployments) -> None:
+    dep = _apply(deps, schedules=[{"schedule": {"cron": "0 * * * *"}}])
+    start = dt.datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    end = dt.datetime(2026, 1, 1, 5, 0, tzinfo=UTC)
+    assert deps.backfill(dep["id"], start, end) == {"made": 6, "existing": 0}
+    assert deps.backfill(dep["id"], start, end + dt.timedelta(hours=1)) == {"made": 1,
+                                                                           "existing": 6}

@@ -517,11 +517,12 @@ def _deployment(conn: sa.Connection, deployment_id: str) -> dict[str, Any]:
 
 def _delete_unclaimed_auto_runs(conn: sa.Connection, deployment_id: str,
                                 only_auto: bool = True) -> None:
-    """Runs of the deployment still Scheduled (no worker holds them): the scheduler's, or all."""
+    """Runs of the deployment still Scheduled (no worker holds them): the scheduler's runs
+    still to come (a due or late one stays: it will run), or, ``only_auto=False``, all."""
     fr, frs = models.flow_run, models.flow_run_state
     where = [fr.c.deployment_id == deployment_id, fr.c.state_type == "SCHEDULED"]
     if only_auto:
-        where.append(fr.c.auto_scheduled.is_(True))
+        where += [fr.c.auto_scheduled.is_(True), fr.c.expected_start_time > _now()]
     ids = conn.execute(sa.select(fr.c.id).where(*where)).scalars().all()
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
