@@ -18,7 +18,7 @@ def test_top_level_names_are_pinned() -> None:
         [
             "Flow", "LegatoFuture", "LegatoFutureList", "State", "Task", "__version__",
             "allow_failure", "as_completed", "flow", "get_logger", "get_run_context",
-            "get_run_logger", "quote", "tags", "task", "unmapped", "wait",
+            "get_run_logger", "quote", "serve", "tags", "task", "unmapped", "wait",
         ]
     )
     for name in legato.__all__:

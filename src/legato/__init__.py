@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "allow_failure": "utilities.annotations",
     "quote": "utilities.annotations",
     "unmapped": "utilities.annotations",
+    "serve": "deployments.runner",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -38,6 +39,7 @@ __all__ = [*_EXPORTS, "__version__"]
 if TYPE_CHECKING:
     from .context import get_run_context as get_run_context
     from .context import tags as tags
+    from .deployments.runner import serve as serve
     from .flows import Flow as Flow
     from .flows import flow as flow
     from .futures import LegatoFuture as LegatoFuture

@@ -7,6 +7,7 @@ linked to its parent through a task run in the parent. An async flow's call retu
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -111,13 +112,40 @@ class Flow(Generic[P, R]):
                 # an async subflow called from a sync flow runs to completion (as in Prefect 2)
                 import asyncio  # lazy: asyncio costs ~70 ms of `import legato`
 
-                return asyncio.run(run())  # type: ignore[no-any-return]
+                return asyncio.run(run())
             return run()  # type: ignore[return-value]
         engine = FlowRunEngine(self, args, kwargs)
         return outcome(engine.run_sync(), return_state)
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
+
+    # -- deployments: legato.deployments.runner (docs/deployments-prefect3.md) ------------------
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """A deployment of this flow (schedules, parameters, ...), recorded when served with
+        ``legato.serve(...)`` or deployed to a work pool."""
+        return _deployments().to_deployment(self, name, **options)
+
+    def serve(self, name: str | None = None, **options: Any) -> None:
+        """Record a deployment of this flow and run its flow runs from this process (each in a
+        subprocess) until Ctrl-C or SIGTERM."""
+        _deployments().serve_flow(self, name, **options)
+
+    def deploy(self, name: str, work_pool_name: str | None = None, **options: Any) -> str:
+        """Record a deployment of this flow on a work pool, for its workers; returns its id."""
+        return _deployments().deploy_flow(self, name, work_pool_name, **options)
+
+    @classmethod
+    def from_source(cls, source: Any, entrypoint: str) -> Flow[Any, Any]:
+        """The flow ``entrypoint`` names in ``source`` (a folder, a git URL or a storage
+        block); its deployments make workers pull the code from ``source``."""
+        return _deployments().flow_from_source(source, entrypoint)
+
+
+def _deployments() -> Any:
+    # lazy and by name: deployments sit above flows (pydantic, the store, the workers) and
+    # load only when a flow is served or deployed
+    return importlib.import_module("legato.deployments.runner")
 
 
 @overload
@@ -131,3 +159,7 @@ def flow(__fn: Any = None, **kwargs: Any) -> Any:
     if __fn is not None:
         return Flow(__fn, **kwargs)
     return lambda fn: Flow(fn, **kwargs)
+
+
+# Prefect 3 users write `flow.from_source(...)` with the decorator itself
+flow.from_source = Flow.from_source  # type: ignore[attr-defined]

@@ -293,7 +293,7 @@ class _Calls:
         return ("POST", f"/flow_runs/{_quote(run_id)}/cancel", {}, _json)
 
     @staticmethod
-    def end_flow_run(run_id: str, state_type: str, message: str) -> tuple:
+    def end_deployed_flow_run(run_id: str, state_type: str, message: str) -> tuple:
         return ("POST", f"/flow_runs/{_quote(run_id)}/end",
                 {"state_type": state_type, "message": message}, _json)
 

@@ -124,5 +124,5 @@ DEPLOYMENT_CALLS = frozenset({
     "read_work_pools", "update_work_pool", "delete_work_pool", "create_work_queue",
     "read_work_queue", "read_work_queues", "update_work_queue", "delete_work_queue",
     "claim_flow_runs", "release_claim", "start_flow_run", "set_infrastructure_pid", "heartbeat",
-    "cancel_flow_run", "finish_cancellation", "end_flow_run",
+    "cancel_flow_run", "finish_cancellation", "end_deployed_flow_run",
 })

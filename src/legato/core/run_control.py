@@ -215,7 +215,8 @@ def finish_cancellation(db: Database, run_id: str) -> None:
             end_task_runs(conn, db, run_id, StateType.CANCELLED, "Its flow run was cancelled.")
 
 
-def end_flow_run(db: Database, run_id: str, type_: StateType, message: str) -> dict[str, Any]:
+def end_deployed_flow_run(db: Database, run_id: str, type_: StateType, message: str
+                          ) -> dict[str, Any]:
     """A worker's verdict on a run whose process is gone (Crashed) or never started (Failed):
     recorded unless the run finished meanwhile; its unfinished task runs end with it."""
     with db.write() as conn:
@@ -250,8 +251,8 @@ class Deployments:
     def finish_cancellation(self, run_id: str) -> None:
         finish_cancellation(self.db, run_id)
 
-    def end_flow_run(self, run_id: str, state_type: str, message: str) -> dict[str, Any]:
-        return end_flow_run(self.db, run_id, StateType(state_type), message)
+    def end_deployed_flow_run(self, run_id: str, state_type: str, message: str) -> dict[str, Any]:
+        return end_deployed_flow_run(self.db, run_id, StateType(state_type), message)
 
     def backfill(self, deployment_id: str, start: dt.datetime, end: dt.datetime
                  ) -> dict[str, int]:

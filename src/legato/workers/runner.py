@@ -74,6 +74,9 @@ class Runner:
             except LegatoError as exc:
                 log.error("%s: %s", self.name, exc)
                 got = 0
+            except Exception:  # noqa: BLE001 - one bad round must not stop the agent
+                log.exception("%s: unexpected error in a polling round", self.name)
+                got = 0
             if not got and not self.long_poll_seconds:
                 self.stopping.wait(self.poll_seconds)
             elif not got:
@@ -226,7 +229,7 @@ class Runner:
     def _end(self, run_id: str, state_type: str, message: str) -> None:
         # decided against the stored run (not this process's memory of it), unless it finished
         try:
-            self.client.end_flow_run(run_id, state_type, message)
+            self.client.end_deployed_flow_run(run_id, state_type, message)
         except LegatoError as exc:
             log.warning("Could not mark flow run %s %s: %s", run_id, state_type.title(), exc)
 
