@@ -368,6 +368,94 @@ def errors(ss: list[Sample]) -> list[str]:
     return [s.error for s in ss if not s.ok]
 
 
+def bench_deploy_latency(impls: list[Impl], reps: int) -> list[Row]:
+    """From triggering a deployment's run until the flow's first statement runs, with a runner
+    polling (bench/deploy_latency.py): one session per side, `reps` triggers each; and the
+    requests the idle runner sends its server. Cells carry the p90 and the idle breakdown."""
+    import deploy_latency as dl
+
+    latency = Row(
+        "`deployment run` → the flow's first statement: the trigger's API calls from a warm "
+        "process, runner polling (Legato `agent start`, Prefect `flow.serve`), server on SQLite "
+        "(median; p90)",
+        "s",
+        "median < 1 s",
+        key="deploy_latency",
+    )
+    idle = Row(
+        "requests per second the idle runner sends its server (server access log)",
+        "per_s",
+        "—",
+        key="deploy_idle_load",
+    )
+    for impl in impls:
+        o = dl.session(impl, n=reps, log=log)
+        lat = o.get("latencies_s", [])
+        log(
+            f"  {'deploy':<12} {impl.label:<14} median {o.get('median_s', NAN):.3f} s, p90 "
+            f"{o.get('p90_s', NAN):.3f} s: {', '.join(f'{x:.2f}' for x in lat)}; picked up "
+            f"after {', '.join(f'{x:.2f}' for x in o.get('picked_up_s', []))}; process age "
+            f"{', '.join(f'{x or NAN:.2f}' for x in o.get('process_age_s', []))}, CPU "
+            f"{', '.join(f'{x:.2f}' for x in o.get('process_cpu_s', []))}"
+            + (f"  FAILED ({o['errors'][0].splitlines()[0]})" if o["errors"] else "")
+        )
+        latency.values[impl.name] = {
+            "median": o.get("median_s", NAN),
+            "p90": o.get("p90_s", NAN),
+            "samples": lat,
+            "picked_up_median": median(o.get("picked_up_s", [])),
+            "picked_up_s": o.get("picked_up_s", []),
+            "process_age_median": median([x for x in o.get("process_age_s", []) if x is not None]),
+            "process_age_s": o.get("process_age_s", []),
+            "process_cpu_median": median(o.get("process_cpu_s", [])),
+            "process_cpu_s": o.get("process_cpu_s", []),
+            "server_healthy_s": o.get("healthy_s"),
+            "runner_ready_s": o.get("runner_ready_s"),
+            "load_average": o["load_average"],
+            "errors": o["errors"],
+        }
+        idle.values[impl.name] = {
+            "median": o.get("idle_rps", NAN),
+            "requests": o.get("idle_requests"),
+            "idle_s": o.get("idle_s"),
+            "by_request": o.get("idle_by_request", {}),
+        }
+
+    def lat_cell(v: dict[str, Any] | None) -> str:
+        if v is None:
+            return "skipped"
+        return "error" if v["median"] != v["median"] else (
+            f"{v['median']:.3f} s (p90 {v['p90']:.3f}; {len(v['samples'])} runs; picked up by "
+            f"the runner after {v['picked_up_median']:.3f} s; the flow's process "
+            f"{v['process_age_median']:.3f} s old at its first line, "
+            f"{v['process_cpu_median']:.2f} CPU-s)"
+        )
+
+    def idle_cell(v: dict[str, Any] | None) -> str:
+        if v is None:
+            return "skipped"
+        if v["median"] != v["median"]:
+            return "error"
+        what = ", ".join(f"{c}× {r}" for r, c in sorted(v["by_request"].items()))
+        return f"{v['median']:.2f} / s ({v['requests']} in {v['idle_s']:.0f} s: {what or 'none'})"
+
+    def ratio_cell(row: Row) -> str:
+        lv, pv = row.values.get("legato"), row.values.get("prefect")
+        if not lv or not pv or not lv["median"] > 0 or not pv["median"] > 0:
+            return "—"
+        return f"{pv['median'] / lv['median']:,.1f}×"
+
+    lv = latency.values.get("legato")
+    if lv and lv["median"] == lv["median"]:
+        latency.met = lv["median"] < 1.0
+    met = "—" if latency.met is None else ("yes" if latency.met else "**no**")
+    latency.cells = [latency.workload, lat_cell(lv), lat_cell(latency.values.get("prefect")),
+                     ratio_cell(latency), latency.budget, met]
+    idle.cells = [idle.workload, idle_cell(idle.values.get("legato")),
+                  idle_cell(idle.values.get("prefect")), ratio_cell(idle), idle.budget, "—"]
+    return [latency, idle]
+
+
 # --------------------------------------------------------------------------------------------
 # Server workloads (the machinery is in bench/server.py)
 # --------------------------------------------------------------------------------------------
@@ -886,6 +974,8 @@ ROW_ORDER = [
     "server_sdk_transitions",
     "blocks_save",
     "blocks_load",
+    "deploy_latency",
+    "deploy_idle_load",
 ]
 
 
@@ -908,6 +998,8 @@ def _guess_key(title: str) -> str:
         ("state transitions", "server_transitions"),
         ("`Secret(value=", "blocks_save"),
         ("`Secret.load(", "blocks_load"),
+        ("`deployment run` →", "deploy_latency"),
+        ("the idle runner sends", "deploy_idle_load"),
     ):
         if fragment in title:
             return key
@@ -977,6 +1069,7 @@ def main() -> int:
         "server_transitions",
         "server_sdk_transitions",
         "blocks",
+        "deploy_latency",
     ]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repetitions (same workloads)")
@@ -1022,6 +1115,7 @@ def main() -> int:
             "server_transitions": 1,
             "server_sdk_transitions": 1,
             "blocks": 2,
+            "deploy_latency": 5,
         }
         if args.quick
         else {
@@ -1035,6 +1129,7 @@ def main() -> int:
             "server_transitions": 3,
             "server_sdk_transitions": 3,
             "blocks": 3,
+            "deploy_latency": 8,
         }
     )
     if args.reps:
@@ -1078,6 +1173,9 @@ def main() -> int:
     if "blocks" in selected:
         log("saving and loading blocks ...")
         rows += bench_blocks(impls, reps["blocks"])
+    if "deploy_latency" in selected:
+        log("deployment run to the flow's first statement (Prefect: ~10 s a run) ...")
+        rows += bench_deploy_latency(impls, reps["deploy_latency"])
     if not args.fresh:
         rows = with_carried(rows)
 

@@ -123,6 +123,12 @@ class CancelledRun(LegatoError):
     pass
 
 
+class TerminationSignal(BaseException):
+    """The process was told to stop (SIGTERM) while a deployment's flow ran in it: its worker
+    stopping it for a cancel, or its platform shutting it down. Like KeyboardInterrupt, not an
+    ``Exception``: user code does not catch it by accident."""
+
+
 class LegatoTimeoutError(LegatoError, builtins.TimeoutError):
     pass
 

@@ -293,9 +293,11 @@ class _Calls:
         return ("POST", f"/flow_runs/{_quote(run_id)}/cancel", {}, _json)
 
     @staticmethod
-    def end_deployed_flow_run(run_id: str, state_type: str, message: str) -> tuple:
+    def end_deployed_flow_run(run_id: str, state_type: str, message: str,
+                              claim_token: int | None = None) -> tuple:
         return ("POST", f"/flow_runs/{_quote(run_id)}/end",
-                {"state_type": state_type, "message": message}, _json)
+                {"state_type": state_type, "message": message, "claim_token": claim_token},
+                _json)
 
     @staticmethod
     def finish_cancellation(run_id: str) -> tuple:

@@ -575,7 +575,8 @@ def _new_run(conn: sa.Connection, dep: dict[str, Any], *, parameters: dict[str, 
     ins = _insert_for(conn.dialect.name)(fr).values(**row)
     if idempotency_key is not None:
         ins = ins.on_conflict_do_nothing(index_elements=["deployment_id", "idempotency_key"])
-    if conn.execute(ins).rowcount == 0:  # another scheduler made it a moment ago
+    # RETURNING, not rowcount: PostgreSQL's driver reports -1 for ON CONFLICT DO NOTHING
+    if conn.execute(ins.returning(fr.c.id)).first() is None:  # another scheduler made it
         found = conn.execute(sa.select(fr).where(
             fr.c.deployment_id == dep["id"], fr.c.idempotency_key == idempotency_key)
         ).mappings().one()

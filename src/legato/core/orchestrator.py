@@ -156,6 +156,12 @@ def transition_in_conn(
     refused = guard(row) if guard is not None else None
     if refused is not None:
         return refused, run
+    if (kind == "flow_run" and run.type is StateType.CANCELLING
+            and stype in (StateType.CRASHED, StateType.FAILED)):
+        # a run asked to cancel that then dies (its worker's SIGTERM) ends Cancelled
+        state = State(StateType.CANCELLED, message=f"Cancelled ({state.name.lower()} while "
+                      f"cancelling: {state.message or 'no message'})")
+        stype = state.type
     decision = ACCEPTED if force else decide(run.type, run.name, stype, state.name,
                                              new_attempt=new_attempt)
     if decision.verdict is not Verdict.ACCEPT:

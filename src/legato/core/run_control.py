@@ -14,7 +14,7 @@ from ..exceptions import ObjectNotFound
 from ..states import TERMINAL_TYPES, State, StateType
 from ..store import models
 from ..store.database import Database
-from .deployments import DeploymentCore, _deployment, _new_run
+from .deployments import DeploymentCore, _deployment, _new_run, _token_guard
 from .orchestrator import transition_in_conn
 from .rules import Decision, Verdict
 
@@ -43,19 +43,28 @@ def schedule_runs(db: Database, *, now: dt.datetime | None = None,
     d, ds = models.deployment, models.deployment_schedule
     made = 0
     with db.read() as conn:
-        q = (sa.select(ds.c.deployment_id, ds.c.schedule, ds.c.parameters, ds.c.max_scheduled_runs)
+        q = (sa.select(ds.c.id, ds.c.deployment_id, ds.c.schedule, ds.c.parameters,
+                       ds.c.max_scheduled_runs)
              .join(d, d.c.id == ds.c.deployment_id)
              .where(ds.c.active.is_(True), d.c.paused.is_(False)))
         if deployment_id is not None:
             q = q.where(d.c.id == deployment_id)
         rows = conn.execute(q).all()
-    for dep_id, body, parameters, most in rows:
+    for schedule_id, dep_id, body, parameters, most in rows:
         schedule = schedule_from_dict(body)
         limit = min(most or max_runs, max_runs)
         times = schedule.get_dates(n=limit, start=now, end=now + horizon)
         if len(times) < min_runs:
             times = schedule.get_dates(n=min(min_runs, limit), start=now)
         with db.write() as conn:  # one deployment's runs per transaction: short locks
+            # the schedule must still be there and active as the runs are made (a redeploy or
+            # an edit committed since the read replaced it: its runs would be stale)
+            check = sa.select(ds.c.id).join(d, d.c.id == ds.c.deployment_id).where(
+                ds.c.id == schedule_id, ds.c.active.is_(True), d.c.paused.is_(False))
+            if not db.is_sqlite:  # the schedule row only: an apply holds its deployment row
+                check = check.with_for_update(read=True, of=ds)
+            if conn.execute(check).first() is None:
+                continue
             try:
                 dep = _deployment(conn, dep_id)
             except ObjectNotFound:
@@ -141,15 +150,24 @@ def detect_crashed_runs(db: Database, *, heartbeat_timeout: float,
             if decision.verdict is not Verdict.ACCEPT:
                 continue
             crashed.append(run_id)
-            end_task_runs(conn, db, run_id, StateType.CRASHED, "Its flow run crashed.")
-            retries = (run.row.get("empirical_policy") or {}).get("retries") or 0
-            if run.row.get("deployment_id") and run.row["run_count"] <= retries:
-                transition_in_conn(
-                    conn, db, "flow_run", run_id, State(StateType.SCHEDULED, "AwaitingRetry",
-                                                        "Retrying after a crash."),
-                    new_attempt=True, also={"heartbeat": None, "claimed_by": None,
-                                            "lease_expires": None, "expected_start_time": now})
+            _after_end(conn, db, run, now)
     return crashed
+
+
+def _after_end(conn: sa.Connection, db: Database, run: Any, now: dt.datetime) -> None:
+    """A deployment's run just ended Crashed (or Cancelled): end its task runs with it, and
+    retry a crash when the deployment has retries left (AwaitingRetry, claimable at once)."""
+    row = run.row
+    ended = StateType(row["state_type"])
+    end_task_runs(conn, db, row["id"], ended, f"Its flow run ended {ended.value.title()}.")
+    retries = (row.get("empirical_policy") or {}).get("retries") or 0
+    if (ended is StateType.CRASHED and row.get("deployment_id") and retries > 0
+            and row["run_count"] <= retries):
+        transition_in_conn(
+            conn, db, "flow_run", row["id"], State(StateType.SCHEDULED, "AwaitingRetry",
+                                                   "Retrying after a crash."),
+            new_attempt=True, also={"heartbeat": None, "claimed_by": None,
+                                    "lease_expires": None, "expected_start_time": now})
 
 
 def end_task_runs(conn: sa.Connection, db: Database, flow_run_id: str, type_: StateType,
@@ -215,17 +233,22 @@ def finish_cancellation(db: Database, run_id: str) -> None:
             end_task_runs(conn, db, run_id, StateType.CANCELLED, "Its flow run was cancelled.")
 
 
-def end_deployed_flow_run(db: Database, run_id: str, type_: StateType, message: str
-                          ) -> dict[str, Any]:
+def end_deployed_flow_run(db: Database, run_id: str, type_: StateType, message: str,
+                          claim_token: int | None = None) -> dict[str, Any]:
     """A worker's verdict on a run whose process is gone (Crashed) or never started (Failed):
-    recorded unless the run finished meanwhile; its unfinished task runs end with it."""
+    recorded only while the run is still that worker's (same claim token) and not finished or
+    rescheduled meanwhile; a crash is retried as the deployment asks."""
+
+    def guard(row: dict[str, Any]) -> Decision | None:
+        if row["state_type"] not in ("PENDING", "RUNNING", "CANCELLING"):
+            return _refuse()
+        return _token_guard(row, claim_token) if claim_token is not None else None
+
     with db.write() as conn:
-        decision, run = transition_in_conn(
-            conn, db, "flow_run", run_id, State(type_, message=message),
-            guard=lambda row: _refuse() if row["state_type"] in {
-                t.value for t in TERMINAL_TYPES} else None)
+        decision, run = transition_in_conn(conn, db, "flow_run", run_id,
+                                           State(type_, message=message), guard=guard)
         if decision.verdict is Verdict.ACCEPT:
-            end_task_runs(conn, db, run_id, type_, f"Its flow run ended {type_.value.title()}.")
+            _after_end(conn, db, run, _now())
     return {"status": decision.verdict.value, "reason": decision.reason, "run": run.row}
 
 
@@ -251,8 +274,10 @@ class Deployments:
     def finish_cancellation(self, run_id: str) -> None:
         finish_cancellation(self.db, run_id)
 
-    def end_deployed_flow_run(self, run_id: str, state_type: str, message: str) -> dict[str, Any]:
-        return end_deployed_flow_run(self.db, run_id, StateType(state_type), message)
+    def end_deployed_flow_run(self, run_id: str, state_type: str, message: str,
+                              claim_token: int | None = None) -> dict[str, Any]:
+        return end_deployed_flow_run(self.db, run_id, StateType(state_type), message,
+                                     claim_token)
 
     def backfill(self, deployment_id: str, start: dt.datetime, end: dt.datetime
                  ) -> dict[str, int]:

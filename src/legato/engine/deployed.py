@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client.factory import close_clients, get_client
+from ..exceptions import TerminationSignal
 from ..logging import get_logger
 from ..settings import get_settings
 from ..states import StateType
@@ -73,7 +74,8 @@ def run_deployed_flow_run(run_id: str, claim_token: int | None = None,
         return 0  # another worker holds it, or it was cancelled: not this process's to run
     heartbeat = Heartbeat(client, run_id, settings.flow_run_heartbeat_seconds).start()
     try:
-        adopted = {"id": run_id, "name": run.name, "tags": list(run.tags)}
+        adopted = {"id": run_id, "name": run.name, "tags": list(run.tags),
+                   "run_count": answer["run"]["run_count"]}
         params = dict(run.parameters or {})
         if flow.is_async:
             import asyncio  # lazy: asyncio only for async flows
@@ -88,8 +90,9 @@ def run_deployed_flow_run(run_id: str, claim_token: int | None = None,
 
 
 def _terminate(signum: int, frame: Any) -> None:
-    # without a handler, a process that is PID 1 (a Kubernetes pod) ignores SIGTERM until SIGKILL
-    raise SystemExit(128 + signum)
+    # without a handler, a process that is PID 1 (a Kubernetes pod) ignores SIGTERM until
+    # SIGKILL; the engine ends the run Cancelled if it was cancelled, else Crashed
+    raise TerminationSignal(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,4 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the run's end is recorded (close_clients flushed it); task threads abandoned by a cancel
+    # or a timeout must not keep this process alive until their code returns
+    os._exit(code)

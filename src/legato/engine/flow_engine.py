@@ -15,7 +15,14 @@ from .. import states as S
 from ..client import get_client
 from ..context import FlowRunContext, FlowRunInfo, flow_run_ctx, tags_ctx, task_run_ctx
 from ..core.rules import Verdict
-from ..exceptions import FlowTimeoutError, LegatoError, ParameterError, SerializationError
+from ..exceptions import (
+    CancelledRun,
+    FlowTimeoutError,
+    LegatoError,
+    ParameterError,
+    SerializationError,
+    TerminationSignal,
+)
 from ..ids import new_id
 from ..logging import engine_log, flow_run_logger, patch_print, setup_logging
 from ..results import persist_result
@@ -42,6 +49,7 @@ class FlowRunEngine:
         # a deployment's run, made by the server and started (Running) by its worker: this
         # engine drives that run rather than creating one
         self.adopted = adopt
+        self._adopted_started = False
         self.settings = get_settings()
         setup_logging(self.settings)
         self.client = get_client(self.settings)
@@ -52,6 +60,8 @@ class FlowRunEngine:
                         else flow.retries)
         self.param_error: ParameterError | None = None
         self.run_id = adopt["id"] if adopt else new_id()
+        # a deployment's run may be on a later attempt (a retry after a crash): count on from it
+        self.attempt = (int(adopt.get("run_count") or 1) - 1) if adopt else 0
         self.created = False  # the flow run is in the client (buffered or written)
         self.started = False  # begin() went through: the run is recorded and Running
         try:
@@ -149,7 +159,8 @@ class FlowRunEngine:
     def _start_attempt(self) -> None:
         self.attempt += 1
         self.info.run_count = self.attempt
-        if self.adopted is not None and self.attempt == 1:
+        if self.adopted is not None and not self._adopted_started:
+            self._adopted_started = True
             return  # its worker's start made it Running (the claim token's one start)
         self.client.set_flow_run_state(
             self.run_id, S.Running() if self.attempt == 1 else S.Retrying()
@@ -184,6 +195,11 @@ class FlowRunEngine:
         return st
 
     def on_exception(self, exc: BaseException) -> tuple[State | None, float]:
+        if isinstance(exc, (TerminationSignal, CancelledRun)) and self._being_cancelled():
+            # its worker stopped it for a cancel (or a subflow of it was cancelled so)
+            self._abandon_tasks("The flow run was cancelled before this task run finished.",
+                                cancelled=True)
+            return S.Cancelled("The flow run was cancelled."), 0.0
         if not isinstance(exc, Exception) or isinstance(exc, FlowTimeoutError):
             # interrupted or out of time: do not wait for submitted work, abandon it
             self._abandon_tasks(
@@ -226,23 +242,36 @@ class FlowRunEngine:
                 pass
         self._crash_live("The flow run ended before this task run finished.")
 
-    def _crash_live(self, message: str) -> None:
-        """Mark every task run not yet final (and any subflow run still going) Crashed."""
+    def _crash_live(self, message: str, cancelled: bool = False) -> None:
+        """Mark every task run not yet final (and any subflow run still going) Crashed, or
+        Cancelled when the flow run was cancelled."""
+        end = S.Cancelled if cancelled else S.Crashed
         for run_id, eng in list(self.ctx.live_task_runs.items()):
-            self.client.set_task_run_state(run_id, S.Crashed(message))
+            self.client.set_task_run_state(run_id, end(message))
             self.ctx.live_task_runs.pop(run_id, None)
             if isinstance(eng, FlowRunEngine) and eng.started:  # a subflow still running
                 try:
-                    self.client.set_flow_run_state(eng.run_id, S.Crashed(
+                    self.client.set_flow_run_state(eng.run_id, end(
                         message.replace("task run", "subflow run")))
                 except Exception:  # noqa: BLE001 - settling the rest matters more
                     pass
             _log_error(eng, f"Marked Crashed: {message}")
 
-    def _abandon_tasks(self, message: str) -> None:
-        """Mark every unfinished task run Crashed now and stop the runner without waiting: code
-        still running in a worker thread goes on in the background, its outcome discarded."""
-        self._crash_live(message)
+    def _being_cancelled(self) -> bool:
+        """Whether this run was asked to cancel (a deployment's run, Cancelling in the store)."""
+        if self.adopted is None and self.parent is None:
+            return False  # a script's own flow run: nobody cancels it through the store
+        try:
+            return self.client.read_flow_run(self.run_id).state_type in (
+                StateType.CANCELLING, StateType.CANCELLED)
+        except Exception:  # noqa: BLE001 - cannot tell: treat it as the crash it looks like
+            return False
+
+    def _abandon_tasks(self, message: str, cancelled: bool = False) -> None:
+        """Mark every unfinished task run Crashed (Cancelled) now and stop the runner without
+        waiting: code still running in a worker thread goes on in the background, its outcome
+        discarded."""
+        self._crash_live(message, cancelled=cancelled)
         runner, self.ctx.task_runner = self.ctx.task_runner, self._new_runner()
         runner.shutdown(wait=False)
 

@@ -123,6 +123,7 @@ class ClaimToken(_Body):
 class EndFlowRun(_Body):
     state_type: Literal["CRASHED", "FAILED"]
     message: Annotated[Text, Field(max_length=10_000)]
+    claim_token: int | None = None
 
 
 class InfrastructurePid(_Body):

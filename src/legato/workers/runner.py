@@ -40,12 +40,13 @@ class _Running:
     infra: Any
     code_dir: Path | None
     started: float = field(default_factory=time.monotonic)
+    cancelling: bool = False
 
 
 class Runner:
     def __init__(self, client: Any, name: str, *, pool_name: str | None = None,
                  queue_names: list[str] | None = None, limit: int | None = None,
-                 poll_seconds: float = 1.0, long_poll_seconds: float = 10.0,
+                 poll_seconds: float = 1.0, long_poll_seconds: float = 5.0,
                  lease_seconds: float = 30.0, cancel_grace_seconds: float = 30.0,
                  api_url: str | None = None, api_key: str | None = None) -> None:
         self.client = client
@@ -120,7 +121,8 @@ class Runner:
             handle = infra.start(launch)
         except Exception as exc:  # noqa: BLE001 - any failure to start is the run's, reported
             log.error("Could not start flow run %s: %s", run_id, exc)
-            self._fail(run_id, f"Its worker could not start it: {type(exc).__name__}: {exc}")
+            self._fail(run_id, token,
+                       f"Its worker could not start it: {type(exc).__name__}: {exc}")
             if code_dir is not None and temporary:
                 shutil.rmtree(code_dir, ignore_errors=True)
             return 0
@@ -195,12 +197,12 @@ class Runner:
             return
         cancelling = self._cancelling()
         for run_id, r in list(self.running.items()):
-            if run_id in cancelling:
+            if run_id in cancelling and not r.cancelling:
                 log.info("Stopping flow run %s: it was cancelled", run_id)
-                try:
-                    r.handle.kill(self.cancel_grace_seconds)
-                finally:
-                    self.client.finish_cancellation(run_id)
+                r.cancelling = True
+                # in the background: the grace period must not hold up the other runs
+                threading.Thread(target=self._stop_for_cancel, args=(r,), daemon=True,
+                                 name=f"legato-cancel-{run_id}").start()
             code = r.handle.poll()
             if code is None:
                 continue
@@ -209,8 +211,18 @@ class Runner:
                 shutil.rmtree(r.code_dir, ignore_errors=True)
             state = self.client.read_flow_run(run_id)
             if state.state_type not in TERMINAL_TYPES:
-                self._crash(run_id, f"Its process exited with code {code} before the flow run "
+                self._crash(run_id, r.claim_token, f"Its process exited with code {code} before the flow run "
                                     "finished (killed, out of memory, or it failed to start).")
+
+    def _stop_for_cancel(self, r: _Running) -> None:
+        try:
+            r.handle.kill(self.cancel_grace_seconds)
+        except Exception as exc:  # noqa: BLE001 - reported; the confirmation still goes out
+            log.warning("Could not stop flow run %s's process: %s", r.run_id, exc)
+        try:
+            self.client.finish_cancellation(r.run_id)
+        except LegatoError as exc:
+            log.warning("Could not confirm flow run %s Cancelled: %s", r.run_id, exc)
 
     def _cancelling(self) -> set[str]:
         # lazy: the read side's schemas load only when a run is being watched
@@ -220,16 +232,17 @@ class Runner:
             ids=list(self.running), state_types=[StateType.CANCELLING], limit=1000))
         return {r.id for r in runs}
 
-    def _crash(self, run_id: str, message: str) -> None:
-        self._end(run_id, "CRASHED", message)
+    def _crash(self, run_id: str, token: int | None, message: str) -> None:
+        self._end(run_id, token, "CRASHED", message)
 
-    def _fail(self, run_id: str, message: str) -> None:
-        self._end(run_id, "FAILED", message)
+    def _fail(self, run_id: str, token: int | None, message: str) -> None:
+        self._end(run_id, token, "FAILED", message)
 
-    def _end(self, run_id: str, state_type: str, message: str) -> None:
-        # decided against the stored run (not this process's memory of it), unless it finished
+    def _end(self, run_id: str, token: int | None, state_type: str, message: str) -> None:
+        # decided against the stored run, and only while it is still this runner's claim (the
+        # server may have retried it meanwhile)
         try:
-            self.client.end_deployed_flow_run(run_id, state_type, message)
+            self.client.end_deployed_flow_run(run_id, state_type, message, token)
         except LegatoError as exc:
             log.warning("Could not mark flow run %s %s: %s", run_id, state_type.title(), exc)
 

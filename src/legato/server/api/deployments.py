@@ -254,7 +254,7 @@ def cancel(run_id: RunId, d: D) -> dict[str, Any]:
 @router.post("/flow_runs/{run_id}/end", responses=NOT_FOUND,
              summary="A worker's verdict: the run's process is gone (Crashed) or never started.")
 def end_run(run_id: RunId, body: EndFlowRun, d: D) -> dict[str, Any]:
-    return d.end_deployed_flow_run(run_id, body.state_type, body.message)
+    return d.end_deployed_flow_run(run_id, body.state_type, body.message, body.claim_token)
 
 
 @router.post("/flow_runs/{run_id}/cancelled", status_code=204, responses=NOT_FOUND,
