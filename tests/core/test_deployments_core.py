@@ -162,7 +162,7 @@ def test_a_run_whose_heartbeats_stop_crashes_and_is_retried(deps: Deployments) -
     dep = _apply(deps, retries=1)
     run = deps.create_flow_run_from_deployment(dep["id"])
     healthy = deps.create_flow_run_from_deployment(dep["id"])
-    for r in (run, healthy):
+    for _ in (run, healthy):
         [claim] = deps.claim_flow_runs("w", queue_names=["default"], limit=1)
         deps.start_flow_run(claim["id"], claim["claim_token"])
     now = dt.datetime.now(UTC)
