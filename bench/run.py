@@ -928,6 +928,18 @@ default settings: one process, SQLite in a fresh home unless said otherwise):
   Prefect 3 sends task-run states as events that its server's task-run recorder writes — while
   the row above counts one `set_state` per request. Clients, server and PostgreSQL share the 2
   CPUs, so this too is a floor; the cell gives the states per CPU-second the server used.
+- **blocks**: 100 `Secret(value=...).save(name)` calls, then 100 `Secret.load(name).get()`, in
+  one process on each side's default local store (Legato: the embedded SQLite history, each
+  document encrypted; Prefect: its ephemeral API server), after one warm-up save and load.
+- **deployment latency**: one session per side with a fresh server (SQLite, access log on).
+  Legato applies the deployment and runs `legato agent start -q default`; Prefect runs
+  `flow.serve`. After 20 s of counting the idle runner's requests, one warm process triggers N
+  runs: Legato through the two API calls `legato deployment run` makes, Prefect through
+  `run_deployment(timeout=0)`; before each trigger it pauses a random 0-10 s, the same on both
+  sides. Latency is the time the flow's first statement recorded minus the trigger time. The
+  cell also gives the median time until the runner marked the run Pending, and the flow
+  process's age and CPU seconds at its first line. It depends on load: the flow's process start
+  (~0.3 s of CPU for Legato) slows when other work saturates the 2 cores.
 
 {"Failures:" + chr(10) + chr(10).join(failures) if failures else "No run failed."}
 
