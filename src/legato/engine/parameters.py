@@ -98,10 +98,11 @@ def _type_hints(fn: Any) -> dict[str, Any]:
     return typing.get_type_hints(fn)
 
 
-def _type_hints_each(fn: Any, sig: inspect.Signature) -> dict[str, Any]:
+def _type_hints_each(fn: Any, sig: inspect.Signature, include_extras: bool = False
+                     ) -> dict[str, Any]:
     """Resolve annotations one parameter at a time, so one that cannot be resolved (a class
     local to a function, under ``from __future__ import annotations``) leaves only that
-    parameter unvalidated."""
+    parameter unvalidated. ``include_extras`` keeps ``Annotated`` metadata."""
     import types
     import typing
 
@@ -116,7 +117,8 @@ def _type_hints_each(fn: Any, sig: inspect.Signature) -> dict[str, Any]:
         holder = types.SimpleNamespace(__annotations__={p.name: p.annotation})
         try:
             hints.update(typing.get_type_hints(
-                holder, globalns=getattr(fn, "__globals__", {}), localns=local_ns))
+                holder, globalns=getattr(fn, "__globals__", {}), localns=local_ns,
+                include_extras=include_extras))
         except Exception:  # noqa: BLE001 - this one stays unvalidated
             continue
     return hints

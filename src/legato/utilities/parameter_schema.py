@@ -35,6 +35,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from ..engine.parameters import _type_hints_each
 from ..exceptions import ParameterError
 from ..schemas.parameters import (  # noqa: F401 - validate_parameters re-exported
     _resolve_ref,
@@ -161,26 +162,7 @@ def resolve_type_hints(fn: Callable[..., Any], sig: inspect.Signature | None = N
     try:
         return typing.get_type_hints(fn, include_extras=True)
     except Exception:  # noqa: BLE001 - fall back to one parameter at a time
-        pass
-    import types
-
-    sig = sig or inspect.signature(fn)
-    try:
-        local_ns = dict(inspect.getclosurevars(fn).nonlocals)
-    except Exception:  # noqa: BLE001 - builtins, partials: no closure to look at
-        local_ns = {}
-    hints: dict[str, Any] = {}
-    for p in sig.parameters.values():
-        if p.annotation is p.empty:
-            continue
-        holder = types.SimpleNamespace(__annotations__={p.name: p.annotation})
-        try:
-            hints.update(typing.get_type_hints(
-                holder, globalns=getattr(fn, "__globals__", {}), localns=local_ns,
-                include_extras=True))
-        except Exception:  # noqa: BLE001 - this one takes any value
-            continue
-    return hints
+        return _type_hints_each(fn, sig or inspect.signature(fn), include_extras=True)
 
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments):\s*$")
