@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..exceptions import ObjectNotFound
+from ..exceptions import ConflictError, ObjectNotFound
 from ..states import TERMINAL_TYPES, State, StateType
 from ..store import models
 from ..store.database import Database
@@ -252,6 +252,30 @@ def end_deployed_flow_run(db: Database, run_id: str, type_: StateType, message: 
     return {"status": decision.verdict.value, "reason": decision.reason, "run": run.row}
 
 
+def retry_flow_run(db: Database, run_id: str) -> dict[str, Any]:
+    """Run a finished deployment's flow run again: a new attempt, AwaitingRetry, claimable at
+    once by its queue's agents. A run without a deployment has no code the server can start."""
+    fr = models.flow_run
+    with db.write() as conn:
+        row = conn.execute(sa.select(fr.c.state_type, fr.c.state_name, fr.c.deployment_id)
+                           .where(fr.c.id == run_id)).mappings().first()
+        if row is None:
+            raise ObjectNotFound(f"No flow run with id {run_id} in the history.")
+        if not row["deployment_id"]:
+            raise ConflictError(
+                f"Flow run {run_id} was not started from a deployment, so the server has no "
+                "code to run again: run the script again instead.")
+        if row["state_type"] not in {t.value for t in TERMINAL_TYPES}:
+            raise ConflictError(
+                f"Flow run {run_id} is {row['state_name']}: only a finished run can be retried.")
+        decision, run = transition_in_conn(
+            conn, db, "flow_run", run_id,
+            State(StateType.SCHEDULED, "AwaitingRetry", "Retried by hand."), new_attempt=True,
+            also={"heartbeat": None, "claimed_by": None, "lease_expires": None,
+                  "expected_start_time": _now()})
+    return {"status": decision.verdict.value, "reason": decision.reason, "run": run.row}
+
+
 def _refuse() -> Decision:
     """A refusal that needs no reason: the run changed meanwhile, the caller skips it."""
     return Decision(Verdict.REJECT, "no longer applies")
@@ -270,6 +294,9 @@ class Deployments:
 
     def cancel_flow_run(self, run_id: str) -> dict[str, Any]:
         return cancel_flow_run(self.db, run_id)
+
+    def retry_flow_run(self, run_id: str) -> dict[str, Any]:
+        return retry_flow_run(self.db, run_id)
 
     def finish_cancellation(self, run_id: str) -> None:
         finish_cancellation(self.db, run_id)

@@ -1,5 +1,6 @@
 """The server's ASGI application: the REST API under /api (its OpenAPI document at
-/api/openapi.json, interactive docs at /api/docs), room for the UI at /, background services."""
+/api/openapi.json, interactive docs at /api/docs), the web UI at / (server/ui), background
+services."""
 
 from __future__ import annotations
 
@@ -105,11 +106,12 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
     api.state.blocks = BlockCore(db, get_cipher(s))
     api.state.deployments = Deployments(db, slot_wait=s.concurrency_slot_wait_seconds)
 
-    from .api import admin, blocks, concurrency, deployments, flows, logs, runs
+    from .api import admin, blocks, concurrency, deployments, flows, logs, notifications, runs
 
     api.state.runs_changed = deployments.RunsChanged()
     for router in (admin.router, flows.router, runs.flow_runs, runs.task_runs, logs.router,
-                   concurrency.router, blocks.router, deployments.router):
+                   concurrency.router, blocks.router, deployments.router,
+                   notifications.router):
         api.include_router(router, prefix="/api")
 
     @api.exception_handler(LegatoError)
@@ -141,10 +143,9 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
 
     _document_errors(api, keys.enabled)
 
-    @api.get("/", include_in_schema=False)
-    def _root() -> JSONResponse:
-        return JSONResponse({"name": "Legato server", "api": "/api", "docs": "/api/docs",
-                             "api_version": API_VERSION})
+    from .ui import mount_ui
+
+    mount_ui(api, keys)  # the web UI at /
 
     return LegatoMiddleware(api, keys=keys, max_body=s.server_max_body_bytes)
 

@@ -23,10 +23,14 @@ async def _send_json(send: Any, status: int, body: dict[str, Any],
     await send({"type": "http.response.body", "body": data})
 
 
+def _is_api(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
 class LegatoMiddleware:
-    """Every request: the API key (when keys are configured), a bounded body, and the answer
-    stamped with the API version. Runs before routing, so an unauthenticated caller learns
-    nothing about which routes exist."""
+    """Every request: the API key (when keys are configured; API routes), a bounded body, and
+    the answer stamped with the API version. Runs before routing, so an unauthenticated caller
+    learns nothing about which API routes exist."""
 
     def __init__(self, app: Any, *, keys: KeyChecker, max_body: int) -> None:
         self.app = app
@@ -39,7 +43,9 @@ class LegatoMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        if self.keys.enabled:
+        # the API checks the key of every request; the UI's pages check their session cookie
+        # themselves (server/ui/auth.py) and send a browser without one to sign in
+        if self.keys.enabled and _is_api(scope.get("path", "")):
             raw = headers.get(b"authorization")
             problem = self.keys.check(raw.decode("latin-1") if raw is not None else None)
             if problem is not None:
