@@ -57,6 +57,15 @@ def back(path: str, notice: str | None = None, problem: str | None = None) -> Re
     return RedirectResponse(path, status_code=303)
 
 
+async def with_form(request: Request, handle: Any, *args: Any) -> Any:
+    """Read a POSTed form, then ``handle(request, form, *args)`` in a worker thread (the store
+    is synchronous; the event loop must not wait on it)."""
+    from starlette.concurrency import run_in_threadpool
+
+    form = await request.form()
+    return await run_in_threadpool(handle, request, form, *args)
+
+
 def signed_in(request: Request) -> None:
     """Every UI route's dependency: a session where keys are required, and POSTs from our own
     pages only."""

@@ -59,7 +59,7 @@
             localTimes(box);
             if (live && state && ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"].indexOf(state) >= 0) {
               live = false; stop();
-              window.location.reload(); // the finished run's page: final state, tasks, timeline
+              window.location.replace(window.location.pathname); // the finished run: final state, tasks
             }
           });
         })
@@ -74,6 +74,10 @@
   // forms that check their fields before sending (JSON fields must parse)
   function checkedForms() {
     document.querySelectorAll("form[data-check]").forEach(function (f) {
+      // the browser checks constraints before "submit" fires: a corrected field must be clear
+      f.querySelectorAll("textarea[data-json]").forEach(function (t) {
+        t.addEventListener("input", function () { t.setCustomValidity(""); t.classList.remove("invalid"); });
+      });
       f.addEventListener("submit", function (ev) {
         var bad = null;
         f.querySelectorAll("textarea[data-json]").forEach(function (t) {
