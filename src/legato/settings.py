@@ -110,6 +110,14 @@ def _model():
         scheduler_horizon_seconds: float = Field(
             7 * 86400.0, description="How far ahead the scheduler creates runs.",
         )
+        notifications_interval_seconds: float = Field(
+            2.0, description="How often the server's notification service looks for flow-run "
+            "state changes to announce and sends the due notifications.",
+        )
+        ui_url: str | None = Field(
+            None, description="The web UI's address, for the links in notifications "
+            "({ui_url}/runs/{id}). Unset: http://SERVER_API_HOST:SERVER_API_PORT.",
+        )
         encryption_key: str | None = Field(
             None,
             description="The key that encrypts saved blocks at rest (a Fernet key: "
@@ -339,6 +347,8 @@ KINDS: dict[str, Any] = {
     "flow_run_heartbeat_seconds": "float",
     "late_runs_grace_seconds": "float",
     "scheduler_horizon_seconds": "float",
+    "notifications_interval_seconds": "float",
+    "ui_url": "str?",
     "encryption_key": "str?",
     "encryption_key_file": "path?",
     "logging_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
@@ -367,6 +377,7 @@ DEFAULTS: dict[str, Any] = {
     "retention_logs_days": None, "encryption_key": None, "encryption_key_file": None,
     "flow_run_heartbeat_seconds": 10.0, "late_runs_grace_seconds": 15.0,
     "scheduler_horizon_seconds": 7 * 86400.0,
+    "notifications_interval_seconds": 2.0, "ui_url": None,
 }
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}

@@ -256,7 +256,7 @@ def etl() -> str:
 def test_default_services_are_the_enabled_ones(monkeypatch) -> None:
     from legato.settings import get_settings, reset_settings_cache
 
-    always = ["scheduler", "late-runs", "crash-detection"]  # deployments' runs need them
+    always = ["scheduler", "late-runs", "crash-detection", "notifications"]  # deployments' runs need them
     assert [s.name for s in default_services(get_settings())] == always
     assert not RetentionService().enabled(get_settings())
     monkeypatch.setenv("LEGATO_RETENTION_LOGS_DAYS", "7")

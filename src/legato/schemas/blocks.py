@@ -88,4 +88,4 @@ class BlockDocumentFilter(_Body):
     name_like: Text | None = Field(None, max_length=255)
     include_secrets: bool = False
     limit: int = Field(200, ge=1, le=10_000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=10_000_000)

@@ -48,7 +48,7 @@ class DeploymentApply(_Body):
 class DeploymentFilter(_Body):
     flow_name: Name | None = None
     limit: int = Field(200, ge=1, le=10_000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=10_000_000)
 
 
 class FlowRunFromDeployment(_Body):
@@ -75,7 +75,7 @@ class WorkPoolCreate(_Body):
     type: Annotated[Text, Field(min_length=1, max_length=64)] = "process"
     description: Text | None = None
     base_job_template: dict[str, Any] = Field(default_factory=dict)
-    concurrency_limit: int | None = Field(None, ge=0)
+    concurrency_limit: int | None = Field(None, ge=0, le=1_000_000)
     paused: bool = False
 
 
@@ -83,14 +83,14 @@ class WorkPoolUpdate(_Body):
     description: Text | None = None
     base_job_template: dict[str, Any] | None = None
     is_paused: bool | None = None
-    concurrency_limit: int | None = Field(None, ge=0)
+    concurrency_limit: int | None = Field(None, ge=0, le=1_000_000)
 
 
 class WorkQueueCreate(_Body):
     name: Name
     work_pool_name: Name | None = None
     priority: int = Field(1, ge=1, le=1_000_000)
-    concurrency_limit: int | None = Field(None, ge=0)
+    concurrency_limit: int | None = Field(None, ge=0, le=1_000_000)
     description: Text | None = None
     paused: bool = False
 
@@ -99,7 +99,7 @@ class WorkQueueUpdate(_Body):
     description: Text | None = None
     priority: int | None = Field(None, ge=1, le=1_000_000)
     is_paused: bool | None = None
-    concurrency_limit: int | None = Field(None, ge=0)
+    concurrency_limit: int | None = Field(None, ge=0, le=1_000_000)
 
 
 class WorkQueueFilter(_Body):

@@ -29,7 +29,7 @@ from ..exceptions import (
 from . import models
 
 #: The newest migration's revision. A test checks it matches the migrations folder.
-HEAD_REVISION = "0005_deployments"
+HEAD_REVISION = "0006_notifications"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 _engines: dict[tuple[str, float], Database] = {}

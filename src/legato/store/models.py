@@ -223,6 +223,8 @@ def _state_table(name: str, owner: str) -> sa.Table:
 
 flow_run_state = _state_table("flow_run_state", "flow_run")
 task_run_state = _state_table("task_run_state", "task_run")
+# the notification service scans the flow-run states newer than its cursor
+sa.Index("ix_flow_run_state__timestamp", flow_run_state.c.timestamp)
 
 log = sa.Table(
     "log",
@@ -409,4 +411,49 @@ worker = sa.Table(
     sa.Column("last_heartbeat", Timestamp, nullable=False),
     *_stamps(),
     sa.UniqueConstraint("work_pool_id", "name"),
+)
+
+
+# -- notifications: rules that send a message when a flow run enters a state ----------------------
+# a rule: flow runs entering one of ``state_names`` (optionally only runs with one of ``tags`` or
+# of one of ``deployment_ids``; empty lists match any) are announced through the notification
+# block ``block_document_id``. The service scans flow_run_state up to ``scanned_until``; states
+# before ``active_since`` (the rule's creation or its last re-activation) never notify.
+flow_run_notification_policy = sa.Table(
+    "flow_run_notification_policy",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("is_active", sa.Boolean, nullable=False, default=True),
+    sa.Column("state_names", JSON, nullable=False, default=list),
+    sa.Column("tags", JSON, nullable=False, default=list),
+    sa.Column("deployment_ids", JSON, nullable=False, default=list),
+    sa.Column("block_document_id", UUID, nullable=False),
+    sa.Column("message_template", sa.Text, nullable=True),
+    sa.Column("active_since", Timestamp, nullable=False),
+    sa.Column("scanned_until", Timestamp, nullable=True),
+    *_stamps(),
+)
+
+# one message to send: a (rule, flow-run state) pair, unique, so that a state is announced once
+# per rule however many servers scan it; status pending -> sent, or failed after the attempts
+notification_delivery = sa.Table(
+    "notification_delivery",
+    metadata,
+    sa.Column("id", UUID, primary_key=True),
+    sa.Column("policy_id", UUID,
+              sa.ForeignKey("flow_run_notification_policy.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("flow_run_id", UUID, nullable=False),
+    sa.Column("flow_run_state_id", UUID, nullable=False),
+    sa.Column("state_name", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("next_attempt", Timestamp, nullable=True),
+    sa.Column("sent_at", Timestamp, nullable=True),
+    sa.Column("created", Timestamp, nullable=False),
+    sa.UniqueConstraint("policy_id", "flow_run_state_id"),
+    sa.Index(None, "status", "next_attempt"),
+    sa.Index(None, "created"),
 )

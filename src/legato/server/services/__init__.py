@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Service, ServiceRunner
+from .notifications import NotificationService
 from .retention import RetentionService
 from .scheduling import CrashDetectionService, LateRunsService, SchedulerService
 
-__all__ = ["CrashDetectionService", "LateRunsService", "RetentionService", "SchedulerService",
-           "Service", "ServiceRunner", "default_services"]
+__all__ = ["CrashDetectionService", "LateRunsService", "NotificationService", "RetentionService",
+           "SchedulerService", "Service", "ServiceRunner", "default_services"]
 
 
 def default_services(settings: Any = None) -> list[Service]:
@@ -24,5 +25,6 @@ def default_services(settings: Any = None) -> list[Service]:
         settings = get_settings()
     candidates: list[Service] = [
         RetentionService(settings=settings), SchedulerService(settings),
-        LateRunsService(settings), CrashDetectionService(settings)]
+        LateRunsService(settings), CrashDetectionService(settings),
+        NotificationService(settings)]
     return [svc for svc in candidates if svc.enabled(settings)]

@@ -51,7 +51,7 @@ def dashboard(db: Any, hours: int = 24, buckets: int = 48) -> dict[str, Any]:
     width = max(int(hours * 3600 / buckets), 60)
     start = sa.func.coalesce(fr.c.start_time, fr.c.created)
     first = int(since.timestamp()) // width
-    bucket = (_epoch(db, start) / width).label("bucket")  # integer division on both
+    bucket = (_epoch(db, start) // width).label("bucket")
     with db.read() as conn:
         counts = conn.execute(
             sa.select(bucket, fr.c.state_type, sa.func.count())
