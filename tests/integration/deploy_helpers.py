@@ -83,7 +83,10 @@ class Server:
             if proc.poll() is not None:
                 raise AssertionError(f"the server exited: {self.log_path.read_text()}")
             try:
-                return httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200
+                key = self.env.get("LEGATO_API_KEY")  # a server that requires keys
+                headers = {"Authorization": f"Bearer {key}"} if key else {}
+                return httpx.get(f"{self.api_url}/health", timeout=1,
+                                 headers=headers).status_code == 200
             except httpx.TransportError:
                 return False
 

@@ -165,3 +165,24 @@ def test_pause_and_resume_a_schedule(stack: Stack, page: Any) -> None:
     page.locator("#schedules tr[data-schedule] button:text('Resume')").click()
     page.wait_for_load_state()
     assert [s["active"] for s in stack.client.read_deployment(dep_id)["schedules"]] == [True]
+
+
+def test_with_api_keys_the_browser_signs_in_once(stack: Stack, page: Any, shoot: Any) -> None:
+    key = "ui-browser-key-7c1f"
+    stack.settings["LEGATO_SERVER_API_KEYS"] = key
+    stack.settings["LEGATO_API_KEY"] = key
+    stack.start_server()
+    url = base_url(stack)
+    page.goto(f"{url}/runs?state=Failed")
+    assert page.url.startswith(f"{url}/login?next=")
+    shoot(page, "sign-in")
+    page.fill("input[name=key]", "not-the-key")
+    page.click("button[type=submit]")
+    assert "not accepted" in page.locator(".notice.bad").inner_text()
+    page.fill("input[name=key]", key)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/runs?state=Failed")
+    assert page.locator("h1").inner_text() == "Flow runs"
+    page.goto(f"{url}/deployments")  # the session holds across pages
+    assert page.locator("h1").inner_text() == "Deployments"
+    assert key not in page.content()
