@@ -68,7 +68,7 @@ def runs(request: Request) -> Response:
     if page["next"]:
         params = [(k, v) for k, v in request.query_params.multi_items() if k != "before"]
         params.append(("before", page["next"]))
-        next_url = str(request.url.replace_query_params()) + "?" + "&".join(
+        next_url = "/runs?" + "&".join(
             f"{k}={_q(v)}" for k, v in params)
     return render(request, "runs.html", "runs", page=page, form=form, states=STATE_NAMES,
                   windows=WINDOWS, error=None, next_url=next_url,
