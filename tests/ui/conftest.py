@@ -19,6 +19,8 @@ from tests.integration.deploy_helpers import Stack, open_stack
 
 CHROMIUM = os.environ.get("LEGATO_TEST_CHROMIUM", "/usr/bin/chromium")
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+# read at import: each test's LEGATO_* environment is its own (tests/conftest.py)
+UPDATE_DOCS = os.environ.get("LEGATO_UPDATE_SCREENSHOTS") == "1"
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +60,7 @@ def stack(tmp_path: Path, legato_home: Path) -> Iterator[Stack]:
 @pytest.fixture
 def shoot(tmp_path: Path) -> Callable[[Any, str], Path]:
     def take(pg: Any, name: str, full_page: bool = False) -> Path:
-        folder = DOCS_IMAGES if os.environ.get("LEGATO_UPDATE_SCREENSHOTS") == "1" else tmp_path
+        folder = DOCS_IMAGES if UPDATE_DOCS else tmp_path
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"ui-{name}.png"
         pg.screenshot(path=str(path), full_page=full_page)
