@@ -15,6 +15,7 @@ import pytest
 
 import legato
 from legato import flow
+from legato.blocks.core import block_from_document
 from legato.blocks.notifications import CustomWebhookNotificationBlock
 from legato.blocks.system import Secret
 from legato.client import get_client
@@ -79,7 +80,8 @@ def notes(history: str) -> Notifications:
     s = get_settings()
     db = get_database(s.resolved_database_url, s.database_busy_timeout)
     db.ensure_ready()
-    return Notifications(db, BlockCore(db, get_cipher(s)), retry_delay=10.0)
+    return Notifications(db, BlockCore(db, get_cipher(s)), retry_delay=10.0,
+                         build_block=block_from_document)
 
 
 def hook(receiver: Receiver, name: str = "hook") -> str:

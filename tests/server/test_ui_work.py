@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from legato import states
+from legato.blocks.core import block_from_document
 from legato.blocks.notifications import CustomWebhookNotificationBlock
 from legato.blocks.system import Secret
 from legato.core.notifications import Notifications
@@ -281,7 +282,8 @@ def test_notifications_page_shows_rules_and_recent_deliveries(ui: UI, receiver: 
     dead = CustomWebhookNotificationBlock(name="dead", url=closed_port_url()).save("dead-hook")
     d = ui.state.deployments
     dep = d.apply_deployment({"flow_name": "etl", "name": "daily"})
-    n = Notifications(ui.state.db, ui.state.blocks, max_attempts=1)
+    n = Notifications(ui.state.db, ui.state.blocks, max_attempts=1,
+                      build_block=block_from_document)
     n.create_policy(state_names=["Scheduled"], block_document_id=good, name="to ops")
     n.create_policy(state_names=["Scheduled"], block_document_id=dead, name="to nowhere",
                     tags=["prod"], deployment_ids=[dep["id"]], is_active=True)
@@ -329,7 +331,7 @@ def test_rule_forms_create_switch_and_delete_rules(ui: UI) -> None:
                                    "name": "prod failures",
                                    "template": "{flow_name} is {state_name}: {flow_run_url}"})
     assert r.status_code == 200 and "Notification rule created" in _line(r.text, "notice ok")
-    n = Notifications(ui.state.db, ui.state.blocks)
+    n = Notifications(ui.state.db, ui.state.blocks, build_block=block_from_document)
     (rule,) = n.read_policies()
     assert (rule["state_names"], rule["tags"], rule["deployment_ids"], rule["name"],
             rule["block_document_id"], rule["is_active"]) == (
@@ -366,4 +368,4 @@ def test_bad_rule_input_is_refused_keeps_the_form_and_stores_nothing(
     assert r.status_code == 422
     assert problem in _line(r.text, "notice bad")
     assert 'value="kept-tag"' in r.text and 'value="kept name"' in r.text
-    assert Notifications(ui.state.db, ui.state.blocks).read_policies() == []
+    assert Notifications(ui.state.db, ui.state.blocks, build_block=block_from_document).read_policies() == []

@@ -373,7 +373,10 @@ class DeploymentCore:
         """A running flow's sign of life; answers the run's state type (Cancelling: stop)."""
         fr = models.flow_run
         with self.db.write() as conn:
-            conn.execute(fr.update().where(fr.c.id == run_id, fr.c.state_type == "RUNNING")
+            # a Cancelling run's process is alive until its worker stops it: a stale heartbeat
+            # would have crash detection end it first, and nobody would stop the process
+            conn.execute(fr.update().where(fr.c.id == run_id,
+                                           fr.c.state_type.in_(("RUNNING", "CANCELLING")))
                          .values(heartbeat=_now()))
             state = conn.execute(sa.select(fr.c.state_type).where(fr.c.id == run_id)).first()
             if state is None:

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import states as _states
-from ..exceptions import BlockError, ObjectNotFound, ParameterError
+from ..exceptions import BlockError, ConfigurationError, ObjectNotFound, ParameterError
 from ..ids import new_id
 from ..store import models
 from ..store.database import Database
@@ -73,10 +73,15 @@ class Notifications:
     """Notification rules and their deliveries, over one database. ``blocks`` is the
     :class:`~legato.core.blocks.BlockCore` the notification blocks are read from."""
 
-    def __init__(self, db: Database, blocks: Any, *, max_attempts: int = 5,
-                 retry_delay: float = 30.0, max_retry_delay: float = 3600.0) -> None:
+    def __init__(self, db: Database, blocks: Any, *, build_block: Any = None,
+                 max_attempts: int = 5, retry_delay: float = 30.0,
+                 max_retry_delay: float = 3600.0) -> None:
+        """``build_block`` makes a Block from a stored document (the blocks layer's
+        ``block_from_document``: the core does not import the layer above it); without it
+        deliveries cannot be sent."""
         self.db = db
         self.blocks = blocks
+        self.build_block = build_block
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
@@ -245,7 +250,7 @@ class Notifications:
                             "announce")
             doc = self._block_document(info["block_document_id"])
             secrets = _secret_values(doc)
-            block = _block(doc)
+            block = _block(doc, self.build_block)
             values = _values(info, ui_url)
             body = (info["message_template"] or DEFAULT_TEMPLATE).format_map(values)
             block.notify(body, DEFAULT_SUBJECT.format_map(values))
@@ -440,11 +445,11 @@ def _values(info: dict[str, Any], ui_url: str) -> dict[str, str]:
             "flow_run_url": f"{ui_url.rstrip('/')}/runs/{run_id}"}
 
 
-def _block(doc: dict[str, Any]) -> Any:
-    # lazy: the block classes (pydantic models) load only where a notification is sent
-    from ..blocks.core import block_from_document  # noqa: PLC0415
-
-    block = block_from_document(doc)
+def _block(doc: dict[str, Any], build_block: Any) -> Any:
+    if build_block is None:
+        raise ConfigurationError("Notifications were made without a block builder: pass "
+                                 "build_block=legato.blocks.core.block_from_document.")
+    block = build_block(doc)
     if not callable(getattr(block, "notify", None)):
         raise BlockError(f"The block {doc['block_type']['slug']}/{doc['name']} cannot send "
                          "notifications (no notify method).")

@@ -228,8 +228,11 @@ class Runner:
         # lazy: the read side's schemas load only when a run is being watched
         from ..schemas import FlowRunFilter
 
+        # Cancelled too: a run whose cancellation someone else finished (crash detection, a
+        # forced state) may still have a process here to stop
         runs = self.client.read_flow_runs(FlowRunFilter(
-            ids=list(self.running), state_types=[StateType.CANCELLING], limit=1000))
+            ids=list(self.running), state_types=[StateType.CANCELLING, StateType.CANCELLED],
+            limit=1000))
         return {r.id for r in runs}
 
     def _crash(self, run_id: str, token: int | None, message: str) -> None:

@@ -21,7 +21,7 @@ def divide(n: int) -> float:
     return 1 / n
 
 
-@flow(name="GCP flow")
+@flow(name="GCP flow", log_prints=True)
 def child(month: int, fail: bool = False) -> int:
     rows = ingest.submit(month)
     cleaned = clean.submit(rows)
@@ -30,7 +30,7 @@ def child(month: int, fail: bool = False) -> int:
     return len(cleaned.result())
 
 
-@flow(name="Parent GCP flow")
+@flow(name="Parent GCP flow", log_prints=True)
 def parent(months: list[int] = [1, 2, 3]) -> None:  # noqa: B006 - the seed's signature
     for m in months:
         try:

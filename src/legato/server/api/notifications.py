@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
+from ...blocks.core import block_from_document
 from ...core.notifications import Notifications
 from ...schemas.notifications import (
     Delivery,
@@ -26,7 +27,8 @@ def get_notifications(request: Request) -> Notifications:
     state = request.app.state
     core = getattr(state, "notifications", None)
     if core is None:
-        core = state.notifications = Notifications(state.db, state.blocks)
+        core = state.notifications = Notifications(state.db, state.blocks,
+                                                   build_block=block_from_document)
     return core
 
 

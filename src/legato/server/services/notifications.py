@@ -43,11 +43,13 @@ class NotificationService(Service):
     def core(self, db: Any) -> Any:
         if self._core is None or self._core.db is not db:
             # lazy: the block store's cipher is only needed once a service runs
+            from ...blocks.core import block_from_document
             from ...core.blocks import BlockCore
             from ...core.notifications import Notifications
             from ...store.encryption import get_cipher
 
-            self._core = Notifications(db, BlockCore(db, get_cipher(self.settings)))
+            self._core = Notifications(db, BlockCore(db, get_cipher(self.settings)),
+                                       build_block=block_from_document)
         return self._core
 
     def run_once(self, db: Any) -> None:
