@@ -16,6 +16,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from ...version import legato_version
 from ..security import KeyChecker
@@ -60,8 +61,6 @@ def back(path: str, notice: str | None = None, problem: str | None = None) -> Re
 async def with_form(request: Request, handle: Any, *args: Any) -> Any:
     """Read a POSTed form, then ``handle(request, form, *args)`` in a worker thread (the store
     is synchronous; the event loop must not wait on it)."""
-    from starlette.concurrency import run_in_threadpool
-
     form = await request.form()
     return await run_in_threadpool(handle, request, form, *args)
 
@@ -77,6 +76,7 @@ def signed_in(request: Request) -> None:
 
 
 def mount_ui(api: FastAPI, keys: KeyChecker) -> None:
+    # the views import this package's helpers (render, back, with_form): loaded after it
     from . import views_blocks, views_deployments, views_runs, views_work
 
     api.state.ui_env = build_environment()

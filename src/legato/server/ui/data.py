@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from ...exceptions import ObjectNotFound
 from ...store import models
+from ...store.queries import _escape_like, _has_tags
 
 FLOW_RUN_PAGE = 50
 TASK_RUN_CAP = 1000  # task runs drawn on a run's page (the list says how many more there are)
@@ -110,8 +111,6 @@ class RunFilter:
     before: str | None = None  # keyset cursor "created-iso|id"
 
     def where(self, db: Any) -> list[Any]:
-        from ...store.queries import _escape_like, _has_tags  # one definition of the SQL
-
         conds: list[Any] = []
         if self.flow:
             conds.append(fr.c.flow_id == sa.select(f.c.id).where(f.c.name == self.flow)
@@ -212,8 +211,6 @@ def run_logs(db: Any, run_id: str, *, min_level: int = 0, search: str | None = N
              after: str | None = None, limit: int = LOG_PAGE) -> dict[str, Any]:
     """A run's log lines (its tasks' too), oldest first, after the cursor ``after`` (for the
     live tail and "more"), with the task run names."""
-    from ...store.queries import _escape_like  # one definition of the SQL
-
     lg = models.log
     q = (sa.select(lg.c.id, lg.c.level, lg.c.message, lg.c.timestamp, lg.c.name,
                    lg.c.task_run_id, tr.c.name.label("task_name"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ...exceptions import LegatoError, ObjectNotFound
 from ...store import models
 from . import back, data, render
-from .graph import dependency_graph, timeline
+from .graph import dependency_graph, timeline, upstream_ids
 
 router = APIRouter()
 
@@ -78,8 +79,6 @@ def runs(request: Request) -> Response:
 
 
 def _q(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 
@@ -93,8 +92,6 @@ def run(request: Request, run_id: str, tab: str = "logs") -> Response:
     logs = data.run_logs(db, run_id)
     upstream_of = {}
     names = {t["id"]: t["name"] for t in info["tasks"]}
-    from .graph import upstream_ids  # the drawing's reading of task_inputs
-
     for t in info["tasks"]:
         upstream_of[t["id"]] = [names[u] for u in upstream_ids(t) if u in names]
     return render(request, "run.html", "runs", **info, logs=logs, levels=LEVELS,
