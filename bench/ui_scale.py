@@ -6,7 +6,7 @@
 
 The data is bench/scale_api.py's (``legato_scale_bench``: 1,000,000 flow runs over 90 days,
 ~10 task runs each, states, tags, subflows, the newest runs' logs); it is generated first when
-missing. A real ``legato server start`` serves it (services off). For each page:
+missing, and one flow run with 100,000 task runs is added to it once. A real ``legato server start`` serves it (services off). For each page:
 
 * **answer**: the server's full answer to ``GET page`` (httpx, keep-alive; the HTML rendered
   from the database), ``--calls`` times after a warm-up: p50, p95, max;
@@ -59,6 +59,44 @@ def samples(db_name: str) -> dict[str, Any]:
             "flow_runs": runs, "task_runs": tasks}
 
 
+HUGE_RUN = "01a2f000-0000-7000-8000-000000100000"  # a fixed id: made once, found after
+HUGE_TASKS = 100_000
+
+
+def ensure_huge_run(db_name: str) -> str:
+    """A flow run with 100,000 task runs (the budget's "100,000 tasks in one flow"), each
+    waiting on the one before it every tenth, made once inside PostgreSQL."""
+    with scale_api.pg_connect(scale_api.db_dsn(db_name)) as c:
+        if c.execute("SELECT 1 FROM flow_run WHERE id = %s", (HUGE_RUN,)).fetchone():
+            return HUGE_RUN
+        scale_api.log(f"adding a flow run with {HUGE_TASKS:,} task runs")
+        c.execute(
+            "INSERT INTO flow_run (id, flow_id, name, parameters, tags, run_count, "
+            "total_run_time, empirical_policy, created, updated, state_type, state_name, "
+            "state_timestamp, start_time, end_time, expected_start_time) "
+            "SELECT %s, (SELECT id FROM flow ORDER BY name LIMIT 1), 'hundred-thousand-tasks',"
+            " '{}', '[\"bulk\"]', 1, 600, '{}', now() - interval '20 minutes', now(),"
+            " 'COMPLETED', 'Completed', now() - interval '10 minutes',"
+            " now() - interval '20 minutes', now() - interval '10 minutes',"
+            " now() - interval '20 minutes'", (HUGE_RUN,))
+        c.execute(
+            "INSERT INTO task_run (id, flow_run_id, task_key, name, dynamic_key, state_type, "
+            "state_name, state_timestamp, task_inputs, tags, run_count, start_time, end_time, "
+            "total_run_time, empirical_policy, created, updated) "
+            "SELECT md5('huge' || i)::uuid, %s, 'bulk.step', 'step-' || i, i::text,"
+            " 'COMPLETED', 'Completed', t0 + i * interval '6 ms',"
+            " CASE WHEN i %% 10 = 0 AND i > 0 THEN jsonb_build_object('x', jsonb_build_array("
+            "   jsonb_build_object('input_type', 'task_run', 'id', md5('huge' || (i - 1))::uuid)))"
+            " ELSE '{}'::jsonb END, '[]', 1, t0 + i * interval '6 ms',"
+            " t0 + i * interval '6 ms' + interval '5 ms', 0.005, '{}',"
+            " t0 + i * interval '6 ms', t0 + i * interval '6 ms'"
+            " FROM generate_series(0, %s - 1) i,"
+            " (SELECT now() - interval '20 minutes' AS t0) t", (HUGE_RUN, HUGE_TASKS))
+        c.commit()
+        c.execute("ANALYZE task_run")
+    return HUGE_RUN
+
+
 def pages(s: dict[str, Any]) -> list[tuple[str, str]]:
     from urllib.parse import quote
 
@@ -73,6 +111,7 @@ def pages(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("flow runs, past 30 days, Completed", "/runs?window=30d&state=Completed"),
         ("a failed run (logs, timeline, graph)", f"/runs/{s['logged_run']}"),
         ("a run with the most task runs", f"/runs/{s['big_run']}"),
+        (f"a run with {HUGE_TASKS:,} task runs", f"/runs/{s['huge_run']}"),
         ("flows", "/flows"),
         ("deployments", "/deployments"),
         ("work pools and queues", "/work-pools"),
@@ -147,6 +186,7 @@ def main() -> None:
         scale_api.drop_database(args.db_name)
         scale_api.generate(args.db_name, args.flow_runs, dt.datetime.now(dt.timezone.utc))
     s = samples(args.db_name)
+    s["huge_run"] = ensure_huge_run(args.db_name)
     scale_api.log(f"data: {s['flow_runs']:,} flow runs, ~{s['task_runs']:,} task runs")
 
     from playwright.sync_api import sync_playwright

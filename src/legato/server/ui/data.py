@@ -16,6 +16,7 @@ from ...store.queries import _escape_like, _has_tags
 FLOW_RUN_PAGE = 50
 TASK_RUN_CAP = 1000  # task runs drawn on a run's page (the list says how many more there are)
 LOG_PAGE = 500
+SUBFLOW_CAP = 200
 COUNT_CAP = 10_000  # "10,000+" rather than counting a million rows
 
 fr, f, tr = models.flow_run, models.flow, models.task_run
@@ -187,9 +188,13 @@ def run_page(db: Any, run_id: str) -> dict[str, Any]:
             task_count = int(conn.execute(sa.select(sa.func.count()).select_from(tr)
                                           .where(tr.c.flow_run_id == run_id)).scalar() or 0)
             tasks = tasks[:TASK_RUN_CAP]
+        # a subflow stands in its parent as a task run keyed "subflow:<flow name>" (the
+        # engine's convention): find those first, then their runs by the indexed link
+        holders = [r[0] for r in conn.execute(sa.select(tr.c.id).where(
+            tr.c.flow_run_id == run_id, tr.c.task_key.like("subflow:%"))
+            .order_by(tr.c.created).limit(SUBFLOW_CAP))]
         subflows = _rows(conn, _runs_select().add_columns(fr.c.parent_task_run_id).where(
-            fr.c.parent_task_run_id.in_(sa.select(tr.c.id).where(tr.c.flow_run_id == run_id)))
-            .order_by(fr.c.created).limit(200))
+            fr.c.parent_task_run_id.in_(holders)).order_by(fr.c.created)) if holders else []
         parent = None
         if run.get("parent_task_run_id"):
             parent = conn.execute(
