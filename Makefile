@@ -1,9 +1,10 @@
-# Legato: `make demo` runs the example pipeline on the embedded history; `make test` runs every test.
+# Legato: `make demo` runs the example pipeline as a deployment through a local server and an
+# agent (`make stop` stops the server); `make test` runs every test.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test check bench clean
+.PHONY: demo stop test install install-test check bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,6 +18,9 @@ install-test: $(BIN)/python
 
 demo: install
 	$(BIN)/python examples/demo.py
+
+stop:
+	$(BIN)/python examples/demo.py --stop-server
 
 test: install-test
 	$(BIN)/python -m pytest -n 2 -q

@@ -90,8 +90,12 @@ class Server:
             except httpx.TransportError:
                 return False
 
-        wait_for(up, timeout, "the server to answer",
-                 on_timeout=lambda: self.log_path.read_text())
+        try:
+            wait_for(up, timeout, "the server to answer",
+                     on_timeout=lambda: self.log_path.read_text())
+        except BaseException:
+            self.stop(grace=5)  # not yet in the stack's list: nobody else would stop it
+            raise
         return self
 
     def stop(self, grace: float = 15) -> None:

@@ -113,6 +113,27 @@ class LocalFileSystem(Block):
             raise
         return str(target)
 
+    # -- the buckets' calls (GcsBucket, S3Bucket): a local folder as a bucket -------------------
+    def upload_from_path(self, from_path: str | os.PathLike[str], to_path: str | None = None
+                         ) -> str:
+        """Copy the local file ``from_path`` into this folder at ``to_path`` (its file name
+        when omitted), as a bucket block uploads; returns the copy's path in the block."""
+        local = Path(from_path)
+        if not local.is_file():
+            raise FileNotFoundError(f"Cannot upload {str(from_path)!r}: no such local file.")
+        name = os.fspath(to_path) if to_path is not None else local.name
+        self.write_path(name, local.read_bytes())
+        return name
+
+    def download_object_to_path(self, from_path: str, to_path: str | os.PathLike[str] | None
+                                = None) -> Path:
+        """Copy the file ``from_path`` of this folder to the local ``to_path`` (its file name in
+        the working directory when omitted); returns where it went."""
+        target = Path(to_path) if to_path is not None else Path(Path(from_path).name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.read_path(from_path))
+        return target
+
     # -- folders -------------------------------------------------------------------------------
     def get_directory(self, from_path: str | None = None, local_path: str | None = None) -> None:
         """Copy the folder ``from_path`` (default: the basepath) into ``local_path`` (default:

@@ -9,8 +9,13 @@ import typer
 from ..settings import get_settings
 from ._common import console, handles_errors, warn
 
-app = typer.Typer(help="Run the Legato server (API, and later the UI).", no_args_is_help=True)
+app = typer.Typer(help="Run the Legato server (the API and the web UI).", no_args_is_help=True)
 orion_app = typer.Typer(help="Prefect 2's name for `legato server`.", no_args_is_help=True)
+
+
+# on SIGTERM, requests in flight get this long to finish: an agent's claim long poll (which
+# may wait its whole cap, even for an agent that is gone) must not hold the shutdown up
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 @handles_errors
@@ -41,10 +46,12 @@ def _start(host: str | None, port: int | None, allow_unauthenticated: bool, log_
         # profile); background services elect one leader among them, as among replicas
         s.resolved_database_url  # noqa: B018 - a bad setting fails here, once, not per worker
         uvicorn.run("legato.server.app:create_app", factory=True, workers=workers, host=host,
-                    port=port, log_level=log_level.lower(), access_log=access_log, lifespan="on")
+                    port=port, log_level=log_level.lower(), access_log=access_log, lifespan="on",
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
         return
     uvicorn.run(create_app(s), host=host, port=port, log_level=log_level.lower(),
-                access_log=access_log, lifespan="on")
+                access_log=access_log, lifespan="on",
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
 
 
 def _tune_gc() -> None:

@@ -20,9 +20,13 @@ worker_app = typer.Typer(help="Workers: poll a work pool and run its flow runs."
 
 
 def _serve(runner: Any) -> None:
+    from ..workers.runner import StopWaiting
+
     def stop(signum: int, frame: Any) -> None:
         console().print("Stopping: no new flow runs are claimed.")
         runner.stop()
+        if runner.waiting:  # in a long poll (up to its cap): end it now
+            raise StopWaiting()
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -32,6 +32,11 @@ from ..states import TERMINAL_TYPES, StateType
 log = get_logger("legato.worker")
 
 
+class StopWaiting(BaseException):
+    """Raised by a stop signal's handler to end a claim's long poll at once (a BaseException:
+    no ``except Exception`` on the way may swallow it)."""
+
+
 @dataclass
 class _Running:
     run_id: str
@@ -72,6 +77,8 @@ class Runner:
         while not self.stopping.is_set():
             try:
                 got = self.run_once()
+            except StopWaiting:
+                break  # stopped in a long poll: what it would have claimed is not claimed
             except LegatoError as exc:
                 log.error("%s: %s", self.name, exc)
                 got = 0
@@ -94,7 +101,11 @@ class Runner:
                                   "limit": room, "lease_seconds": self.lease_seconds}
         if wait:
             kwargs["wait_seconds"] = wait
-        claimed = self.client.claim_flow_runs(self.name, **kwargs)
+        self.waiting = True
+        try:
+            claimed = self.client.claim_flow_runs(self.name, **kwargs)
+        finally:
+            self.waiting = False
         started = 0
         for run in claimed:
             if self.stopping.is_set():
@@ -106,6 +117,8 @@ class Runner:
     def stop(self) -> None:
         """Stop claiming; hand back what was claimed and not started."""
         self.stopping.set()
+
+    waiting = False  # in a claim's long poll (a signal handler may interrupt it)
 
     # -- one run ---------------------------------------------------------------------------------
     def submit(self, run: dict[str, Any]) -> int:
