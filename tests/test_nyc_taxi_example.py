@@ -27,25 +27,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def see_the_run_in_the_ui(run_url: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page()
+        page.goto(run_url)
+        assert "Completed" in page.locator("#run-state").inner_text()
+        assert "Parent GCP flow" in page.locator(".crumbs").inner_text()
+        assert "Subflow runs (3)" in page.content()
+        assert "Deployment" in page.locator(".facts").inner_text()
+        page.goto(run_url.split("/runs/")[0] + "/deployments")
+        assert "nyc-taxi-monthly" in page.content()
+        browser.close()
+
+
 def test_make_demo_runs_three_months_through_an_agent(tmp_path: Path, legato_home: Path) -> None:
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
     env.update(LEGATO_HOME=str(legato_home), LEGATO_LOGGING_TO_CONSOLE="false")
     port = free_port()
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo.py"), "--port", str(port),
-         "--data-dir", str(data), "--stop"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out
-    assert "The run ended Completed" in out
+    demo = [sys.executable, str(ROOT / "examples" / "demo.py"), "--port", str(port)]
+    try:
+        done = subprocess.run([*demo, "--data-dir", str(data)], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, out
+        assert "The run ended Completed" in out
+        assert "make stop" in out
+        # what a newcomer does next: open the address it printed, and see the run Completed
+        run_url = re.search(r"this run: (http://\S+)\)", out).group(1)
+        see_the_run_in_the_ui(run_url)
+    finally:
+        stopped = subprocess.run([*demo, "--stop-server"], env=env, cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=60)
+    assert "Stopped the demo's Legato server" in stopped.stdout, stopped.stdout + stopped.stderr
 
     # what it says it did
     for month in (1, 2, 3):
         assert f"2021-{month:02}: 5,000" in out, out
     assert f"Open the UI: http://127.0.0.1:{port}/" in out
     # nothing it started is still running: the server, the agent, the flow's processes
-    pids = [int(p) for p in re.findall(r"\(pid (\d+)", out)]
+    pids = [int(p) for p in re.findall(r"\(pid (\d+)", out + stopped.stdout)]
     assert len(pids) >= 2, out
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", pid

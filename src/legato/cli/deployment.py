@@ -61,7 +61,7 @@ def build(
     entrypoint: Annotated[str, typer.Argument(help="path/to/file.py:flow_function")],
     name: Annotated[str, typer.Option("--name", "-n", help="The deployment's name.")],
     storage_block: Annotated[str | None, typer.Option(
-        "--storage-block", "-sb", help="TYPE/NAME[/PATH] of a storage block, e.g. "
+        "--storage-block", "-sb", help="TYPE/NAME or TYPE/NAME/PATH of a storage block, e.g. "
         "github/my-repo/flows.")] = None,
     infra_block: Annotated[str | None, typer.Option(
         "--infra-block", "-ib", help="TYPE/NAME of an infrastructure block, e.g. "
