@@ -83,3 +83,18 @@ def test_deploy_by_name_and_errors(history_or_server: str, project: Path) -> Non
     (project / "legato.yaml").unlink()
     r = run("deploy", "--all")
     assert r.exit_code == 1 and "No legato.yaml" in r.output
+
+
+def test_access_token_references_read_a_secret_block_and_other_templates_are_refused() -> None:
+    from legato.blocks.system import Secret
+    from legato.deployments.deployment import DeploymentError
+    from legato.deployments.project import _access_token
+
+    Secret(value="ghp-the-token").save("gh-token")
+    for ref in ("{{ prefect.blocks.secret.gh-token }}", "{{ legato.blocks.secret.gh-token }}",
+                "{{block.secret.gh-token}}"):
+        assert _access_token(ref, Secret) == "ghp-the-token", ref
+    assert _access_token("plain-token", Secret) == "plain-token"
+    assert _access_token(None, Secret) is None
+    with pytest.raises(DeploymentError, match="template Legato does not read"):
+        _access_token("{{ legato.variables.token }}", Secret)

@@ -30,7 +30,24 @@ from typing import Any
 from .deployment import Deployment, DeploymentError, schedules_from_options
 
 PROJECT_FILES = ("legato.yaml", "prefect.yaml")
-_SECRET_REF = re.compile(r"^\{\{\s*(?:prefect\.)?blocks?\.secret\.([\w-]+)\s*\}\}$")
+# {{ prefect.blocks.secret.NAME }}, and the same renamed: {{ legato.blocks.secret.NAME }}
+_SECRET_REF = re.compile(r"^\{\{\s*(?:(?:prefect|legato)\.)?blocks?\.secret\.([\w-]+)\s*\}\}$")
+
+
+def _access_token(value: Any, secret_block: Any) -> Any:
+    """A git_clone step's access token: a Secret block's value for a secret reference, the
+    value itself otherwise; a template that is no reference is refused, never stored."""
+    if not isinstance(value, str):
+        return value
+    match = _SECRET_REF.match(value)
+    if match:
+        return secret_block.load(match.group(1)).get()
+    if "{{" in value:
+        raise DeploymentError(
+            f"The access_token {value!r} is a template Legato does not read: write "
+            "'{{ prefect.blocks.secret.NAME }}' (or legato.blocks.secret.NAME) to use the "
+            "Secret block NAME.")
+    return value
 
 
 def find_project_file(path: str | Path | None = None) -> Path:
@@ -125,10 +142,7 @@ def _storage_from_pull(steps: list[Any]) -> tuple[Any, str | None]:
             from ..blocks.system import Secret  # lazy: the block classes
             from ..filesystems import GitHub
 
-            token = args.get("access_token")
-            match = _SECRET_REF.match(token) if isinstance(token, str) else None
-            if match:
-                token = Secret.load(match.group(1)).get()
+            token = _access_token(args.get("access_token"), Secret)
             storage = GitHub(repository=args["repository"], reference=args.get("branch"),
                              access_token=token)
         elif short == "set_working_directory":

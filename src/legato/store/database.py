@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
 from ..exceptions import (
+    ConfigurationError,
     ConflictError,
     DatabaseCorruptError,
     DatabaseLockedError,
@@ -255,6 +256,12 @@ def _current_revision(conn: sa.Connection) -> str | None:
     return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
+def _known_revisions() -> set[str]:
+    """The revisions this Legato's migrations define (their files' names)."""
+    folder = Path(__file__).parent / "migrations" / "versions"
+    return {p.stem for p in folder.glob("0*.py")}
+
+
 def migrate(db: Database) -> None:
     """Bring the schema to HEAD_REVISION: create it fresh, or upgrade it with Alembic."""
     if db.is_sqlite and db.path is not None:
@@ -276,6 +283,12 @@ def migrate(db: Database) -> None:
             rev = _current_revision(conn)
             if rev == HEAD_REVISION:
                 return
+            if rev is not None and rev not in _known_revisions():
+                raise ConfigurationError(
+                    f"The history database {describe_url(db.url)} was upgraded by a newer "
+                    f"Legato (schema revision {rev!r}; this Legato knows up to "
+                    f"{HEAD_REVISION!r}). Upgrade Legato here (pip install -U legato), or use "
+                    "another database.")
             insp = sa.inspect(conn)
             if rev is None and not insp.has_table("flow_run"):
                 models.metadata.create_all(conn)
