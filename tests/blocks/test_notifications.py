@@ -503,3 +503,11 @@ def test_saved_apprise_notification(receiver: Receiver) -> None:
     AppriseNotification(url=f"json://127.0.0.1:{receiver.port}/in").save("any")
     AppriseNotification.load("any").notify("hello", subject="t")
     assert json.loads(receiver.only()["body"])["message"] == "hello"
+
+
+def test_the_private_base_of_the_url_blocks_is_no_block_type() -> None:
+    from legato.blocks.builtin import builtin_block_classes
+
+    slugs = {cls.get_block_type_slug() for cls in builtin_block_classes()}
+    assert {"slack-webhook", "microsoft-teams-webhook", "apprise-notification"} <= slugs
+    assert "secret-url-block" not in slugs  # `legato block type ls` listed it once

@@ -32,7 +32,8 @@ def block_classes_in(module: Any) -> list[type[Block]]:
     may name them in ``__block_types__`` (leaving out an abstract base)."""
     seen: dict[str, type[Block]] = {}
     for value in getattr(module, "__block_types__", None) or vars(module).values():
-        if isinstance(value, type) and issubclass(value, Block) and value is not Block:
+        if (isinstance(value, type) and issubclass(value, Block) and value is not Block
+                and not value.__name__.startswith("_")):  # a private base is no block type
             seen.setdefault(value.get_block_type_slug(), value)
     return [seen[k] for k in sorted(seen)]
 
