@@ -98,3 +98,15 @@ def test_access_token_references_read_a_secret_block_and_other_templates_are_ref
     assert _access_token(None, Secret) is None
     with pytest.raises(DeploymentError, match="template Legato does not read"):
         _access_token("{{ legato.variables.token }}", Secret)
+
+
+def test_build_and_push_sections_are_named_as_ignored(history: str, project: Path) -> None:
+    (project / "prefect.yaml").write_text(
+        "build:\n  - prefect_docker.deployments.steps.build_docker_image: {image_name: etl}\n"
+        "push:\n  - prefect_docker.deployments.steps.push_docker_image: {image_name: etl}\n"
+        + PROJECT.split("\n", 2)[2])
+    r = run("deploy", "-n", "adhoc")
+    assert r.exit_code == 0, r.output
+    assert "`build:` section" in r.output and "`push:` section" in r.output
+    assert "ignored" in r.output
+    assert get_client().read_deployment_by_name("Parent GCP flow/adhoc")

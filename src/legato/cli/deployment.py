@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ._common import console, exit_with_error, handles_errors, print_json
+from ._common import console, exit_with_error, handles_errors, print_json, warn
 
 app = typer.Typer(help="Deployments: how and when flows run without `python script.py`.",
                   no_args_is_help=True)
@@ -307,12 +307,16 @@ def deploy(
                                               "legato.yaml, else prefect.yaml).")] = None,
 ) -> None:
     """Apply the deployments of the project file (Prefect 3's `prefect deploy`)."""
-    from ..deployments.project import find_project_file, project_deployments  # lazy: yaml
+    # lazy: yaml
+    from ..deployments.project import find_project_file, ignored_sections, project_deployments
 
     if not names and not all_:
         exit_with_error("Say which deployments: --name NAME (repeatable) or --all.")
     path = find_project_file(file)
     out = console()
+    for section in ignored_sections(path):
+        warn(f"The `{section}:` section of {path} is ignored: Legato builds and pushes no "
+             "images (record an image a worker can pull in the work pool's job variables).")
     for dep in project_deployments(path, None if all_ else names):
         dep.apply()
         where = f"work pool {dep.work_pool_name!r}" if dep.work_pool_name else \

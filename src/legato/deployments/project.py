@@ -75,6 +75,12 @@ def load_project(path: Path) -> dict[str, Any]:
     return body
 
 
+def ignored_sections(path: Path) -> list[str]:
+    """The project file's sections Legato does not act on (Prefect's image build and push)."""
+    body = load_project(path)
+    return [name for name in ("build", "push") if body.get(name)]
+
+
 def project_deployments(path: Path, names: list[str] | None = None) -> list[Deployment]:
     """The deployments the project file describes (all, or those named)."""
     # lazy: loading a flow imports the user's code
