@@ -110,3 +110,21 @@ def test_build_and_push_sections_are_named_as_ignored(history: str, project: Pat
     assert "`build:` section" in r.output and "`push:` section" in r.output
     assert "ignored" in r.output
     assert get_client().read_deployment_by_name("Parent GCP flow/adhoc")
+
+
+def test_a_git_clone_step_the_github_block_refuses_is_one_clear_error(
+        history: str, project: Path) -> None:
+    token = "tok-secret-1234567"
+    (project / "prefect.yaml").write_text(
+        "pull:\n  - prefect.deployments.steps.git_clone:\n"
+        f"      repository: file:///srv/repo.git\n      access_token: {token}\n"
+        "deployments:\n  - name: adhoc\n    entrypoint: flows/etl.py:gather_flow\n")
+    r = run("deploy", "--all")
+    assert r.exit_code != 0
+    assert "cannot make a GitHub storage block" in r.output, r.output
+    assert "Traceback" not in r.output and token not in r.output
+    (project / "prefect.yaml").write_text(
+        "pull:\n  - prefect.deployments.steps.git_clone: {branch: main}\n"
+        "deployments:\n  - name: adhoc\n    entrypoint: flows/etl.py:gather_flow\n")
+    r = run("deploy", "--all")
+    assert r.exit_code != 0 and "needs a `repository:`" in r.output, r.output

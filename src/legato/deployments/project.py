@@ -149,8 +149,16 @@ def _storage_from_pull(steps: list[Any]) -> tuple[Any, str | None]:
             from ..filesystems import GitHub
 
             token = _access_token(args.get("access_token"), Secret)
-            storage = GitHub(repository=args["repository"], reference=args.get("branch"),
-                             access_token=token)
+            if not args.get("repository"):
+                raise DeploymentError(f"The {name} step needs a `repository:` (a git URL).")
+            try:
+                storage = GitHub(repository=args["repository"], reference=args.get("branch"),
+                                 access_token=token)
+            except ValueError as exc:  # pydantic's ValidationError: say which and why, briefly
+                problems = "; ".join(e.get("msg", "invalid") for e in getattr(
+                    exc, "errors", lambda: [])()) or str(exc).splitlines()[0]
+                raise DeploymentError(f"The {name} step cannot make a GitHub storage block: "
+                                      f"{problems}") from None
         elif short == "set_working_directory":
             sub_path = args.get("directory")
         else:
