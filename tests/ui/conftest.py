@@ -23,7 +23,10 @@ DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 UPDATE_DOCS = os.environ.get("LEGATO_UPDATE_SCREENSHOTS") == "1"
 
 
-@pytest.fixture(scope="session")
+# per module, not per session: Playwright's sync API runs an event loop in this thread while it
+# is started, and with a loop running Legato's Block.save/load return awaitables: later tests in
+# the same worker must not inherit it
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         raise AssertionError(
