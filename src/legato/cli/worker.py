@@ -20,7 +20,7 @@ worker_app = typer.Typer(help="Workers: poll a work pool and run its flow runs."
 
 
 def _serve(runner: Any) -> None:
-    from ..workers.runner import StopWaiting
+    from ..workers.runner import StopWaiting  # lazy: the runner loads the infrastructure blocks
 
     def stop(signum: int, frame: Any) -> None:
         console().print("Stopping: no new flow runs are claimed.")

@@ -70,8 +70,7 @@ def signed_in(request: Request) -> None:
     pages only."""
     if not request.app.state.ui_sessions.valid(request.cookies.get(COOKIE)):
         raise SignInNeeded()
-    if request.method == "POST" and not same_origin(
-            {k.lower(): v for k, v in request.headers.items()}):
+    if request.method == "POST" and not same_origin(request.headers):
         raise ForgedRequest()
 
 
@@ -108,7 +107,7 @@ def mount_ui(api: FastAPI, keys: KeyChecker) -> None:
     async def login(request: Request) -> Response:
         form = await request.form()
         target = safe_next(str(form.get("next") or "/"))
-        if not same_origin({k.lower(): v for k, v in request.headers.items()}):
+        if not same_origin(request.headers):
             return Response("Refused: sign in from this server's own page.", status_code=403)
         cookie = request.app.state.ui_sessions.sign_in(str(form.get("key") or ""))
         if cookie is None:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from ..security import KeyChecker
@@ -58,7 +59,7 @@ class Sessions:
         return hmac.new(self._secret, f"{nonce}.{expires}".encode(), hashlib.sha256).hexdigest()
 
 
-def same_origin(headers: dict[str, str]) -> bool:
+def same_origin(headers: Mapping[str, str]) -> bool:
     """Whether a POST comes from a page of this server (Origin, else Referer, names its host)."""
     host = headers.get("host", "")
     source = headers.get("origin") or headers.get("referer")

@@ -9,6 +9,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from .render import as_utc
+
 ROW = 22
 LABEL_W = 190
 WIDTH = 960
@@ -22,10 +24,6 @@ def upstream_ids(task: dict[str, Any]) -> list[str]:
             if isinstance(ref, dict) and ref.get("input_type") == "task_run" and ref.get("id"):
                 out.append(str(ref["id"]))
     return out
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
 
 
 def _offset(seconds: float, span: float) -> str:
@@ -45,10 +43,10 @@ def timeline(tasks: list[dict[str, Any]], run: dict[str, Any]) -> Markup:
     if not drawn:
         return Markup('<p class="muted">No task runs.</p>')
     now = dt.datetime.now(dt.timezone.utc)
-    starts = [_utc(t.get("start_time") or t["created"]) for t in drawn]
-    ends = [_utc(t["end_time"]) if t.get("end_time") else now for t in drawn]
-    t0 = min([*starts, *([_utc(run["start_time"])] if run.get("start_time") else [])])
-    t1 = max([*ends, *([_utc(run["end_time"])] if run.get("end_time") else [])])
+    starts = [as_utc(t.get("start_time") or t["created"]) for t in drawn]
+    ends = [as_utc(t["end_time"]) if t.get("end_time") else now for t in drawn]
+    t0 = min([*starts, *([as_utc(run["start_time"])] if run.get("start_time") else [])])
+    t1 = max([*ends, *([as_utc(run["end_time"])] if run.get("end_time") else [])])
     span = max((t1 - t0).total_seconds(), 0.001)
     plot = WIDTH - LABEL_W - 20
 

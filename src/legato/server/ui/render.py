@@ -16,7 +16,8 @@ _HERE = Path(__file__).parent
 _LEGATO_DIR = str(_HERE.parent.parent)  # .../legato
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A stored time as an aware UTC time (SQLite hands back naive ones)."""
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
 
 
@@ -24,7 +25,7 @@ def when(value: dt.datetime | None) -> Markup:
     """A time, shown in UTC and turned into the browser's local time by legato.js."""
     if value is None:
         return Markup('<span class="muted">—</span>')
-    value = _utc(value)
+    value = as_utc(value)
     iso = value.isoformat()
     return Markup('<time datetime="{}">{}</time>').format(iso, value.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
@@ -33,7 +34,7 @@ def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
     if value is None:
         return "—"
     now = now or dt.datetime.now(dt.timezone.utc)
-    seconds = (now - _utc(value)).total_seconds()
+    seconds = (now - as_utc(value)).total_seconds()
     future = seconds < 0
     seconds = abs(seconds)
     for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ...exceptions import LegatoError, ObjectNotFound, ParameterError
+from ...exceptions import LegatoError, ObjectNotFound
 from ...store import models
 from . import back, render, with_form
 from .forms import build_fields, read_form
@@ -130,7 +130,7 @@ def _run_submit(request: Request, form: Any, deployment_id: str) -> Response:
     try:
         run = request.app.state.deployments.create_flow_run_from_deployment(
             deployment_id, parameters=values)
-    except (ParameterError, LegatoError) as exc:
+    except LegatoError as exc:  # ParameterError included: its problems name the fields
         by_field = {f.name: f for f in fields}
         for problem in getattr(exc, "problems", None) or ():
             name = problem.split("'")[1] if problem.count("'") >= 2 else None

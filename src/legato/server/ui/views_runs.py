@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
@@ -65,21 +65,11 @@ def runs(request: Request) -> Response:
     except ValueError as exc:
         return render(request, "runs.html", "runs", status=422, page=None, form=form,
                       states=STATE_NAMES, windows=WINDOWS, error=str(exc), next_url=None)
-    next_url = None
-    if page["next"]:
-        params = [(k, v) for k, v in request.query_params.multi_items() if k != "before"]
-        params.append(("before", page["next"]))
-        next_url = "/runs?" + "&".join(
-            f"{k}={_q(v)}" for k, v in params)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "before"]
+    next_url = f"/runs?{urlencode([*kept, ('before', page['next'])])}" if page["next"] else None
     return render(request, "runs.html", "runs", page=page, form=form, states=STATE_NAMES,
                   windows=WINDOWS, error=None, next_url=next_url,
-                  first_url="/runs?" + "&".join(
-                      f"{k}={_q(v)}" for k, v in request.query_params.multi_items()
-                      if k != "before"))
-
-
-def _q(value: str) -> str:
-    return quote(value, safe="")
+                  first_url=f"/runs?{urlencode(kept)}")
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
