@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,20 +40,35 @@ def mask_secrets(data: dict[str, Any], secret_fields: list[str]) -> dict[str, An
     """A copy of ``data`` with the values at ``secret_fields`` paths (``a.b``, ``a.*``) masked."""
     out = copy.deepcopy(data)
     for path in secret_fields:
-        _mask_path(out, path.split("."))
+        for parent, key in list(_at_path(out, path.split("."))):
+            if parent[key] is not None:
+                parent[key] = MASK
     return out
 
 
-def _mask_path(node: Any, parts: list[str]) -> None:
+def secret_values(data: dict[str, Any], secret_fields: list[str]) -> list[str]:
+    """The text of every value at ``secret_fields`` paths (a secret object's every leaf)."""
+    return [text for path in secret_fields for parent, key in _at_path(data, path.split("."))
+            for text in _leaves(parent[key])]
+
+
+def _at_path(node: Any, parts: list[str]) -> Iterator[tuple[dict[str, Any], str]]:
+    """(container, key) of each value a dotted path (``*`` for any key) names in ``node``."""
     if not isinstance(node, dict) or not parts:
         return
     head, rest = parts[0], parts[1:]
     keys = list(node) if head == "*" else [head] if head in node else []
     for key in keys:
         if rest:
-            _mask_path(node[key], rest)
-        elif node[key] is not None:
-            node[key] = MASK
+            yield from _at_path(node[key], rest)
+        else:
+            yield node, key
+
+
+def _leaves(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [text for sub in value.values() for text in _leaves(sub)]
+    return [] if value is None else [str(value)]
 
 
 class BlockCore:

@@ -36,6 +36,7 @@ from ..exceptions import BlockError, ConfigurationError, ObjectNotFound, Paramet
 from ..ids import new_id
 from ..store import models
 from ..store.database import Database
+from .blocks import secret_values
 from .orchestrator import _insert_for
 
 log = logging.getLogger("legato.notifications")
@@ -458,25 +459,11 @@ def _block(doc: dict[str, Any], build_block: Any) -> Any:
 
 def _secret_values(doc: dict[str, Any]) -> list[str]:
     """Every secret value of a document (and the documents it references), as text."""
-    out: list[str] = []
     paths = ((doc.get("block_schema") or {}).get("fields") or {}).get("secret_fields") or []
-    for path in paths:
-        out += _at_path(doc.get("data") or {}, path.split("."))
+    out = secret_values(doc.get("data") or {}, paths)
     for nested in (doc.get("references") or {}).values():
         out += _secret_values(nested)
     return [s for s in out if len(s) >= 4]
-
-
-def _at_path(node: Any, parts: list[str]) -> list[str]:
-    if not parts:
-        if isinstance(node, dict):
-            return [v for sub in node.values() for v in _at_path(sub, [])]
-        return [] if node is None else [str(node)]
-    if not isinstance(node, dict):
-        return []
-    head, rest = parts[0], parts[1:]
-    keys = list(node) if head == "*" else [head] if head in node else []
-    return [v for k in keys for v in _at_path(node[k], rest)]
 
 
 def _scrub(text: str, secrets: list[str]) -> str:
