@@ -136,6 +136,7 @@ def main() -> None:
     api_url = start_server(args.port)
     os.environ["LEGATO_API_URL"] = api_url  # this process talks to the server too
 
+    # here, not at the top: `--stop-server` needs none of it (pandas, the blocks, the client)
     import setup_blocks
 
     from legato.blocks.core import Block
