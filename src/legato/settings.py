@@ -62,7 +62,15 @@ def _model():
         api_request_retries: int = Field(
             6,
             description="How often the HTTP client retries a call the server did not answer "
-            "(connection refused, timeout, 502/503/504), with exponential backoff.",
+            "(connection refused, timeout, 502/503/504), with exponential backoff, while the "
+            "server has not answered this process yet (a wrong URL fails fast).",
+        )
+        api_outage_window_seconds: float = Field(
+            600.0,
+            description="How long a process that has reached the server waits out its outage "
+            "(a restart, a network cut): calls are retried with backoff and the run's states, "
+            "task runs and logs are kept; past the window, what is unsent goes to a spool file "
+            "under LEGATO_HOME/spool, delivered by the next Legato process or agent.",
         )
         server_api_host: str = Field("127.0.0.1", description="Address `legato server start` binds.")
         server_api_port: int = Field(4200, description="Port `legato server start` listens on.")
@@ -334,6 +342,7 @@ KINDS: dict[str, Any] = {
     "api_key": "str?",
     "api_request_timeout": "float",
     "api_request_retries": "int",
+    "api_outage_window_seconds": "float",
     "server_api_host": "str",
     "server_api_port": "int",
     "server_api_keys": "str?",
@@ -370,6 +379,7 @@ DEFAULTS: dict[str, Any] = {
     "history_flush_interval": 0.5, "results_persist_by_default": False,
     "local_storage_path": None, "task_runner_max_workers": None, "task_default_retries": 0,
     "flow_default_retries": 0, "api_request_timeout": 30.0, "api_request_retries": 6,
+    "api_outage_window_seconds": 600.0,
     "server_api_host": "127.0.0.1", "server_api_port": 4200, "server_api_keys": None,
     "server_api_keys_file": None, "server_max_body_bytes": 16_000_000,
     "server_services_enabled": True, "concurrency_slot_wait_seconds": 0.5,

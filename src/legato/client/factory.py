@@ -10,6 +10,14 @@ from ..settings import get_settings
 
 _clients: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
+_server_known_up = False
+
+
+def server_known_up() -> None:
+    """This process was started for a run its server just handed out (a worker's flow run):
+    a server that does not answer at once is an outage to wait out, not a wrong URL."""
+    global _server_known_up
+    _server_known_up = True
 
 
 def get_client(settings: Any = None) -> Any:
@@ -33,8 +41,11 @@ def get_client(settings: Any = None) -> Any:
                 from .http import HttpClient, Transport
 
                 transport = Transport(s.api_url, s.api_key, timeout=s.api_request_timeout,
-                                      retries=s.api_request_retries)
-                client = HttpClient(transport, policy, slot_wait=s.concurrency_slot_wait_seconds)
+                                      retries=s.api_request_retries,
+                                      outage_window=s.api_outage_window_seconds,
+                                      known_up=_server_known_up)
+                client = HttpClient(transport, policy, slot_wait=s.concurrency_slot_wait_seconds,
+                                    home=s.home)
             else:
                 from ..store.database import get_database
                 from .embedded import EmbeddedClient

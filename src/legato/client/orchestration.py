@@ -58,5 +58,6 @@ def get_client(sync_client: bool = False) -> Any:
     from .http import Transport
 
     transport = Transport(s.api_url, s.api_key, timeout=s.api_request_timeout,
-                          retries=s.api_request_retries)
+                          retries=s.api_request_retries,
+                          outage_window=s.api_outage_window_seconds)
     return SyncApi(transport) if sync_client else AsyncApi(transport)

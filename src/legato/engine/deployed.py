@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..client.factory import close_clients, get_client
+from ..client.factory import close_clients, get_client, server_known_up
 from ..exceptions import TerminationSignal
 from ..logging import get_logger
 from ..settings import get_settings
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m legato.engine.deployed FLOW_RUN_ID", file=sys.stderr)
         return 2
     token = os.environ.get("LEGATO_CLAIM_TOKEN")
+    server_known_up()  # its worker claimed the run from the server a moment ago
     return run_deployed_flow_run(args[0], int(token) if token else None)
 
 

@@ -30,6 +30,7 @@ from ..logging import get_logger
 from ..states import TERMINAL_TYPES, StateType
 
 log = get_logger("legato.worker")
+_SPOOL_CHECK_SECONDS = 30.0  # how often an agent looks for spools left by exited processes
 
 
 class StopWaiting(BaseException):
@@ -66,6 +67,7 @@ class Runner:
         self.api_url = api_url
         self.api_key = api_key
         self.running: dict[str, _Running] = {}
+        self._spool_checked = float("-inf")
         self._pool_row: dict[str, Any] | None = None
         self.stopping = threading.Event()
 
@@ -81,10 +83,12 @@ class Runner:
                 break  # stopped in a long poll: what it would have claimed is not claimed
             except LegatoError as exc:
                 log.error("%s: %s", self.name, exc)
-                got = 0
+                self.stopping.wait(self.poll_seconds)  # (an unreachable server: not a busy loop)
+                continue
             except Exception:  # noqa: BLE001 - one bad round must not stop the agent
                 log.exception("%s: unexpected error in a polling round", self.name)
-                got = 0
+                self.stopping.wait(self.poll_seconds)
+                continue
             if not got and not self.long_poll_seconds:
                 self.stopping.wait(self.poll_seconds)
             elif not got:
@@ -92,6 +96,8 @@ class Runner:
 
     def run_once(self) -> int:
         """One round: watch what runs, then claim and start due runs. Returns how many started."""
+        if time.monotonic() - self._spool_checked > _SPOOL_CHECK_SECONDS:
+            self._send_spooled()
         self.watch()
         room = (self.limit - len(self.running)) if self.limit else 100
         if room <= 0 or self.stopping.is_set():
@@ -222,6 +228,7 @@ class Runner:
             del self.running[run_id]
             if r.code_dir is not None:
                 shutil.rmtree(r.code_dir, ignore_errors=True)
+            self._send_spooled()  # what the process kept through an outage, first
             state = self.client.read_flow_run(run_id)
             if state.state_type not in TERMINAL_TYPES:
                 self._crash(run_id, r.claim_token, f"Its process exited with code {code} before the flow run "
@@ -247,6 +254,14 @@ class Runner:
             ids=list(self.running), state_types=[StateType.CANCELLING, StateType.CANCELLED],
             limit=1000))
         return {r.id for r in runs}
+
+    def _send_spooled(self) -> None:
+        """Send the run history that flow processes of this machine kept in the spool when
+        the server was away past their outage window (an HTTP client has a spool)."""
+        self._spool_checked = time.monotonic()
+        send = getattr(self.client, "send_spooled", None)
+        if send is not None:
+            send()
 
     def _crash(self, run_id: str, token: int | None, message: str) -> None:
         self._end(run_id, token, "CRASHED", message)

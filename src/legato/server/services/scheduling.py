@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from .base import Service
@@ -54,18 +55,36 @@ class LateRunsService(Service):
 
 class CrashDetectionService(Service):
     """Marks Crashed the running flow runs silent for two heartbeat intervals
-    (``LEGATO_FLOW_RUN_HEARTBEAT_SECONDS``), retrying those whose deployment asks for it."""
+    (``LEGATO_FLOW_RUN_HEARTBEAT_SECONDS``), retrying those whose deployment asks for it.
+
+    Heartbeats cannot arrive while this server (or its database) is away, so silence is only
+    counted from when it can hear them: after the service starts, takes over the leadership, or
+    resumes from a pause of its own (a pass that failed, a tick that came late: the process
+    was stopped, the machine suspended, the database unreachable), every running run is
+    granted a fresh grace of two heartbeat intervals before it can be found silent."""
 
     name = "crash-detection"
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self.interval = max(settings.flow_run_heartbeat_seconds / 2, 0.05)
+        self._last_pass: float | None = None  # monotonic time of the last completed pass
+        self._listening_since = 0.0
 
     def run_once(self, db: Any) -> None:
         from ...core.run_control import detect_crashed_runs
 
-        crashed = detect_crashed_runs(
-            db, heartbeat_timeout=2 * self.settings.flow_run_heartbeat_seconds)
-        for run_id in crashed:
-            log.warning("flow run %s crashed: no heartbeat", run_id)
+        timeout = 2 * self.settings.flow_run_heartbeat_seconds
+        now = time.monotonic()
+        # a pass more than an interval late (beyond the scheduling slack) is a pause
+        if self._last_pass is None or now - self._last_pass > 2 * self.interval + 1.0:
+            self._listening_since = now
+            if self._last_pass is not None:
+                log.warning("crash detection paused for %.0f s: every running flow run gets "
+                            "%g s to send a heartbeat again", now - self._last_pass, timeout)
+        self._last_pass = None  # (a pass that fails is a pause: the next one grants grace)
+        if now - self._listening_since >= timeout:
+            crashed = detect_crashed_runs(db, heartbeat_timeout=timeout)
+            for run_id in crashed:
+                log.warning("flow run %s crashed: no heartbeat", run_id)
+        self._last_pass = now
