@@ -5,6 +5,9 @@ id, level and timestamp (batched with the run's other rows) and shown on the con
 format Prefect users know::
 
     14:02:11.123 | INFO    | Task run 'clean_it-0' - rows: 1369765
+
+The secret values of blocks loaded or saved in this process are masked (``********``) in both,
+message and exception text alike (legato/redaction.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .context import FlowRunContext, TaskRunContext, flow_run_ctx, task_run_ctx
 from .engine.tracebacks import format_exception
 from .exceptions import MissingContextError
 from .ids import new_id
+from .redaction import redact
 
 __all__ = ["get_run_logger", "get_logger", "RunLogger"]
 
@@ -51,6 +55,7 @@ class _HistoryHandler(logging.Handler):
                 record, "legato_tb_in_message", False
             ):
                 msg = f"{msg}\n{format_exception(record.exc_info[1])}"
+            msg = redact(msg)  # the secrets of blocks this process loaded: ********
             client.write_log(
                 {
                     "id": new_id(),
@@ -75,6 +80,7 @@ class _ConsoleFormatter(logging.Formatter):
             record, "legato_tb_in_message", False
         ):
             msg = f"{msg}\n{format_exception(record.exc_info[1])}"
+        msg = redact(msg)
         prefix = f"{t:%H:%M:%S}.{t.microsecond // 1000:03d} | {record.levelname:<7} | "
         return f"{prefix}{who} - {msg}" if who else f"{prefix}{record.name} - {msg}"
 
@@ -154,6 +160,7 @@ def engine_log(logger: RunLogger, level: int, msg: str) -> None:
         return
     extra = logger.extra
     now = dt.datetime.now(_UTC)
+    msg = redact(msg)  # a state's message may quote an exception that quotes a secret
     extra["legato_client"].write_log(
         {
             "id": new_id(),

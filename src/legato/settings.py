@@ -111,6 +111,11 @@ def _model():
             description="How often a deployment's running flow tells the server it is alive; "
             "a run silent for two intervals is marked Crashed.",
         )
+        worker_cancel_grace_seconds: float = Field(
+            20.0, description="When a running flow run is cancelled, its worker (agent, "
+            "`legato worker start`, `serve`) asks its process to stop (SIGTERM) and forces it "
+            "(SIGKILL) after this many seconds. The default keeps the whole cancel under 30 s.",
+        )
         late_runs_grace_seconds: float = Field(
             15.0, description="A scheduled run not started this long after its time is "
             "marked Late.",
@@ -355,6 +360,7 @@ KINDS: dict[str, Any] = {
     "retention_logs_days": "float?",
     "flow_run_heartbeat_seconds": "float",
     "late_runs_grace_seconds": "float",
+    "worker_cancel_grace_seconds": "float",
     "scheduler_horizon_seconds": "float",
     "notifications_interval_seconds": "float",
     "ui_url": "str?",
@@ -388,6 +394,7 @@ DEFAULTS: dict[str, Any] = {
     "flow_run_heartbeat_seconds": 10.0, "late_runs_grace_seconds": 15.0,
     "scheduler_horizon_seconds": 7 * 86400.0,
     "notifications_interval_seconds": 2.0, "ui_url": None,
+    "worker_cancel_grace_seconds": 20.0,
 }
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Union
 from pydantic import BaseModel, ConfigDict, PrivateAttr, SecretBytes, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
+from .. import redaction
 from ..exceptions import BlockError, ObjectNotFound
 from ..schemas.blocks import check_block_name, split_address
 from .fields import SecretDict
@@ -273,6 +274,7 @@ class Block(BaseModel):
             doc = c.save_block_document(body, overwrite=overwrite)
         self._block_document_id = str(doc["id"])
         self._block_document_name = name
+        redaction.register(secret_texts(self))  # its secrets are masked in this process's logs
         return self._block_document_id
 
     @classmethod
@@ -396,7 +398,29 @@ def block_from_document(doc: dict[str, Any], target: type[Block] | None = None,
             f"{problems}. Save it again with the current class, or fix the class.") from None
     block._block_document_id = str(doc["id"])
     block._block_document_name = None if doc.get("is_anonymous") else doc["name"]
+    redaction.register(secret_texts(block))  # its secrets are masked in this process's logs
     return block
+
+
+def secret_texts(value: Any) -> list[str]:
+    """The clear text of every secret a block holds (its secret fields, its nested blocks')."""
+    if isinstance(value, (SecretStr, SecretBytes, SecretDict)):
+        return _texts(_reveal(value))
+    if isinstance(value, BaseModel):
+        return [t for name in type(value).model_fields for t in secret_texts(getattr(value, name))]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in secret_texts(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in secret_texts(v)]
+    return []
+
+
+def _texts(revealed: Any) -> list[str]:
+    if isinstance(revealed, dict):
+        return [t for v in revealed.values() for t in _texts(v)]
+    if isinstance(revealed, list):
+        return [t for v in revealed for t in _texts(v)]
+    return [revealed] if isinstance(revealed, str) else []
 
 
 def _field_class(cls: type[Block], path: str) -> type[Block] | None:

@@ -12,6 +12,7 @@ from typing import Any
 from ..context import FlowRunContext, flow_run_ctx, task_run_ctx
 from ..exceptions import ParameterBindError
 from ..ids import generate_run_name  # noqa: F401 - the engines' import path
+from ..states import StateType
 
 
 def render_run_name(template: Any, parameters: dict[str, Any], what: str) -> str:
@@ -31,6 +32,16 @@ def render_run_name(template: Any, parameters: dict[str, Any], what: str) -> str
     if not isinstance(name, str):
         raise TypeError(f"The {what} name callable returned {type(name).__name__}, not a str.")
     return name
+
+
+def flow_run_cancelled(client: Any, run_id: str) -> bool:
+    """Whether the flow run ``run_id`` was asked to cancel (Cancelling or Cancelled in the
+    store): what a TerminationSignal means then is a cancel, not a crash."""
+    try:
+        return client.read_flow_run(run_id).state_type in (StateType.CANCELLING,
+                                                           StateType.CANCELLED)
+    except Exception:  # noqa: BLE001 - cannot tell: treat it as the crash it looks like
+        return False
 
 
 def retry_delay(spec: Any, retries: int, attempt: int, jitter: float | None) -> float:

@@ -30,6 +30,7 @@ from ..runners import ThreadPoolTaskRunner
 from ..settings import get_settings
 from ..states import State, StateType
 from .common import (
+    flow_run_cancelled,
     generate_run_name,
     render_run_name,
     retry_delay,
@@ -197,9 +198,7 @@ class FlowRunEngine:
     def on_exception(self, exc: BaseException) -> tuple[State | None, float]:
         if isinstance(exc, (TerminationSignal, CancelledRun)) and self._being_cancelled():
             # its worker stopped it for a cancel (or a subflow of it was cancelled so)
-            self._abandon_tasks("The flow run was cancelled before this task run finished.",
-                                cancelled=True)
-            return S.Cancelled("The flow run was cancelled."), 0.0
+            return self._cancelled(exc), 0.0
         if not isinstance(exc, Exception) or isinstance(exc, FlowTimeoutError):
             # interrupted or out of time: do not wait for submitted work, abandon it
             self._abandon_tasks(
@@ -255,17 +254,19 @@ class FlowRunEngine:
                         message.replace("task run", "subflow run")))
                 except Exception:  # noqa: BLE001 - settling the rest matters more
                     pass
-            _log_error(eng, f"Marked Crashed: {message}")
+            _log_error(eng, f"Marked {'Cancelled' if cancelled else 'Crashed'}: {message}")
 
     def _being_cancelled(self) -> bool:
         """Whether this run was asked to cancel (a deployment's run, Cancelling in the store)."""
         if self.adopted is None and self.parent is None:
             return False  # a script's own flow run: nobody cancels it through the store
-        try:
-            return self.client.read_flow_run(self.run_id).state_type in (
-                StateType.CANCELLING, StateType.CANCELLED)
-        except Exception:  # noqa: BLE001 - cannot tell: treat it as the crash it looks like
-            return False
+        return flow_run_cancelled(self.client, self.run_id)
+
+    def _cancelled(self, exc: BaseException) -> State:
+        self._abandon_tasks("The flow run was cancelled before this task run finished.",
+                            cancelled=True)
+        # with the signal as its data, it goes on up: a parent flow run stops as well
+        return S.Cancelled("The flow run was cancelled.", data=exc)
 
     def _abandon_tasks(self, message: str, cancelled: bool = False) -> None:
         """Mark every unfinished task run Crashed (Cancelled) now and stop the runner without
@@ -335,6 +336,8 @@ class FlowRunEngine:
         return await drive_async(self)
 
     def _crashed(self, exc: BaseException) -> State:
+        if isinstance(exc, TerminationSignal) and self._being_cancelled():
+            return self._cancelled(exc)  # stopped for a cancel between two steps
         try:
             self._abandon_tasks(f"The flow run crashed ({type(exc).__name__}) before this task "
                                 "run finished.")

@@ -16,12 +16,12 @@ from typing import Any
 from .. import states as S
 from ..context import FlowRunContext, TaskRunContext, TaskRunInfo, tags_ctx, task_run_ctx
 from ..core.rules import Verdict
-from ..exceptions import SerializationError, TaskTimeoutError
+from ..exceptions import SerializationError, TaskTimeoutError, TerminationSignal
 from ..ids import new_id
 from ..logging import engine_log, patch_print, task_run_logger
 from ..results import load_result, persist_result
 from ..states import State, StateType
-from .common import render_run_name, retry_delay, run_hooks
+from .common import flow_run_cancelled, render_run_name, retry_delay, run_hooks
 from .drivers import drive_async, drive_sync
 from .inputs import UpstreamFailed, collect_inputs, resolve_parameters, wait_for_upstream
 from .tracebacks import strip_internal_frames
@@ -175,6 +175,11 @@ class TaskRunEngine:
 
     def on_exception(self, exc: BaseException) -> tuple[State | None, float]:
         """The final state for this failure, or (None, delay) to try again."""
+        if isinstance(exc, TerminationSignal) and flow_run_cancelled(
+                self.client, self.flow_ctx.flow_run.id):
+            # its flow run's worker stopped the process for a cancel
+            return S.Cancelled("The flow run was cancelled before this task run finished.",
+                               data=exc), 0.0
         if not isinstance(exc, Exception):
             return S.Crashed(f"Execution was interrupted by {type(exc).__name__}.", data=exc), 0.0
         strip_internal_frames(exc)
@@ -266,8 +271,9 @@ class TaskRunEngine:
 
     def complete(self, state: State) -> State:
         self.finish(state)
-        if state.type is StateType.CRASHED and isinstance(state.data, BaseException):
-            raise state.data
+        if state.type is StateType.CRASHED and isinstance(state.data, BaseException) or (
+                isinstance(state.data, TerminationSignal)):
+            raise state.data  # the flow run stops too (a cancel's signal reaches it)
         return state
 
     def run_sync(self) -> State:

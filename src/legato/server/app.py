@@ -97,6 +97,8 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
         description="The Legato orchestration server: flows, runs, states, logs and more.",
         openapi_url="/api/openapi.json",
         docs_url="/api/docs",
+        # FastAPI's default is /docs/oauth2-redirect, outside /api: keep every API page under it
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -147,7 +149,8 @@ def create_app(settings: Any = None, *, services: bool | None = None) -> Any:
 
     mount_ui(api, keys)  # the web UI at /
 
-    return LegatoMiddleware(api, keys=keys, max_body=s.server_max_body_bytes)
+    return LegatoMiddleware(api, keys=keys, max_body=s.server_max_body_bytes,
+                            sessions=api.state.ui_sessions)
 
 
 def _unreadable_body(exc: HTTPException) -> str | None:

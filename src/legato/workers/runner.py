@@ -7,7 +7,8 @@ infrastructure, watch it, stop it on cancel, and report.
   to start the run; a claimed run this runner could not start is handed back at once.
 - **Watching**: a process that exits while its run has not finished (killed, out of memory)
   makes the run Crashed; a run moved to Cancelling has its process stopped (SIGTERM, then
-  SIGKILL after ``cancel_grace_seconds``) and is confirmed Cancelled.
+  SIGKILL after ``cancel_grace_seconds``, LEGATO_WORKER_CANCEL_GRACE_SECONDS) and is
+  confirmed Cancelled.
 - **Stopping** (Ctrl-C, SIGTERM): no more claims; runs claimed and not started are handed back;
   running flow runs are left to finish in their own processes (they report on their own).
 """
@@ -27,6 +28,7 @@ from ..blocks.core import block_from_document
 from ..exceptions import LegatoError
 from ..infrastructure import FlowRunLaunch, Process, infrastructure_for_type
 from ..logging import get_logger
+from ..settings import get_settings
 from ..states import TERMINAL_TYPES, StateType
 
 log = get_logger("legato.worker")
@@ -53,7 +55,7 @@ class Runner:
     def __init__(self, client: Any, name: str, *, pool_name: str | None = None,
                  queue_names: list[str] | None = None, limit: int | None = None,
                  poll_seconds: float = 1.0, long_poll_seconds: float = 5.0,
-                 lease_seconds: float = 30.0, cancel_grace_seconds: float = 30.0,
+                 lease_seconds: float = 30.0, cancel_grace_seconds: float | None = None,
                  api_url: str | None = None, api_key: str | None = None) -> None:
         self.client = client
         self.name = name
@@ -63,7 +65,9 @@ class Runner:
         self.poll_seconds = poll_seconds
         self.long_poll_seconds = long_poll_seconds if api_url else 0.0
         self.lease_seconds = lease_seconds
-        self.cancel_grace_seconds = cancel_grace_seconds
+        # SIGTERM, then SIGKILL after this long (default: LEGATO_WORKER_CANCEL_GRACE_SECONDS)
+        self.cancel_grace_seconds = (get_settings().worker_cancel_grace_seconds
+                                     if cancel_grace_seconds is None else cancel_grace_seconds)
         self.api_url = api_url
         self.api_key = api_key
         self.running: dict[str, _Running] = {}
