@@ -25,6 +25,7 @@ from tests.integration.deploy_helpers import (
     process_alive,
     wait_for,
 )
+from tests.reliability.figures import record
 
 from legato.schemas import FlowRunFilter, TaskRunFilter
 from legato.states import StateType
@@ -74,8 +75,9 @@ def start_and_cancel(stack: Stack, trace: Path, func: str, tasks: int,
         gone = time.monotonic() - asked
     finally:
         kill_if_ours(pid, "legato.engine.deployed")
-    print(f"\n{func} {parameters}: Cancelled after {cancelled:.2f} s, process gone after "
-          f"{gone:.2f} s")
+    case = f"cancel of a running flow run ({func}{', ignoring SIGTERM' if parameters else ''})"
+    record(case, "cancel call to Cancelled", cancelled)
+    record(case, "cancel call to its process gone", gone)
     return run_id, cancelled, gone
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import _truncate
 from tests.integration.deploy_helpers import Server, Stack, free_port, now, open_stack, wait_for
+from tests.reliability.figures import record
 
 from legato.client.factory import close_clients
 from legato.schemas import TaskRunFilter
@@ -100,6 +101,12 @@ def test_a_server_outage_is_waited_out(pg_stack: Stack, tmp_path: Path, outage: 
                              else None)([stack.run(r) for r in everything]),
                     240, "every run to end", on_timeout=stack.logs_text)
 
+    case = f"server SIGKILLed, back after {outage} s (PostgreSQL, 10 runs)"
+    record(case, "from the restart to every run ended", time.time() - restarted_at)
+    record(case, "runs Crashed, lost or run twice", sum(
+        1 for r in runs if "Crashed" in stack.state_names(r.id) or r.state_type not in (
+            S.COMPLETED, S.FAILED)) + sum(1 for r in everything if len(traces(trace, r)) != 1),
+        "runs")
     # every run ends in the state its code reached: Failed for the failing one, else Completed
     for r in runs:
         expected = S.FAILED if r.id == running[1] else S.COMPLETED
@@ -158,6 +165,7 @@ def test_past_the_outage_window_the_history_waits_in_the_spool(
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         close_clients()
         kill_server(server)
+        killed = time.monotonic()
         released.write_text("1")
         out, err = proc.communicate(timeout=120)
     finally:
@@ -165,6 +173,8 @@ def test_past_the_outage_window_the_history_waits_in_the_spool(
             proc.kill()
     assert proc.returncode == 0, err
     assert "result 15" in out
+    record("server away past a 3 s outage window", "script's exit after the kill",
+           time.monotonic() - killed, "s")
     spools = list((legato_home / "spool").glob("*.jsonl"))
     assert len(spools) == 1 and str(spools[0]) in err, err
     assert os.stat(spools[0]).st_mode & 0o077 == 0  # run logs: the user's alone

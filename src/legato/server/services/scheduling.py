@@ -76,8 +76,11 @@ class CrashDetectionService(Service):
 
         timeout = 2 * self.settings.flow_run_heartbeat_seconds
         now = time.monotonic()
-        # a pass more than an interval late (beyond the scheduling slack) is a pause
-        if self._last_pass is None or now - self._last_pass > 2 * self.interval + 1.0:
+        # a pass late by more than half a heartbeat interval (passes come every half interval)
+        # is a pause that could have cost a run its margin (silence counts after 2 intervals);
+        # 1.5 s at least: a busy machine's scheduling slack is no pause
+        pause = max(self.settings.flow_run_heartbeat_seconds, 1.5)
+        if self._last_pass is None or now - self._last_pass > pause:
             self._listening_since = now
             if self._last_pass is not None:
                 log.warning("crash detection paused for %.0f s: every running flow run gets "

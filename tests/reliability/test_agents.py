@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_helpers import (
+from tests.integration.deploy_helpers import (
     Stack,
     database_url,
     infrastructure_pid,
@@ -36,6 +36,7 @@ from deploy_helpers import (
     state_types,
     wait_for,
 )
+from tests.reliability.figures import record
 
 from legato.states import StateType
 
@@ -123,6 +124,8 @@ def test_killed_flow_process_is_crashed_then_retried(stack: Stack, trace: Path) 
     os.killpg(pid, signal.SIGKILL)
 
     crashed = crashed_state(stack, run_id, 2 * HEARTBEAT + MARGIN + 5)
+    record(f"flow process SIGKILLed, its agent watching (heartbeat {HEARTBEAT:g} s)",
+           "kill to Crashed", (crashed.timestamp - killed_at).total_seconds())
     assert crashed.timestamp - killed_at <= dt.timedelta(seconds=2 * HEARTBEAT + MARGIN)
     # retries=1: scheduled again at once, and the second attempt runs to the end
     second = started(stack, trace, run_id, attempts=2)
@@ -152,6 +155,9 @@ def test_run_whose_agent_and_process_died_is_found_by_its_heartbeat(stack: Stack
     killed_at = now()
     os.killpg(pid, signal.SIGKILL)
     crashed = crashed_state(stack, run_id, 2 * HEARTBEAT + MARGIN + 5)
+    record(f"flow process and its agent SIGKILLed (heartbeat {HEARTBEAT:g} s)",
+           "kill to Crashed (server's crash detection)",
+           (crashed.timestamp - killed_at).total_seconds())
     assert crashed.timestamp - killed_at <= dt.timedelta(seconds=2 * HEARTBEAT + MARGIN)
     assert "heartbeat" in (crashed.message or "").lower()
     stack.wait_state(run_id, S.SCHEDULED, 10, name="AwaitingRetry")
