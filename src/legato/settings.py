@@ -100,8 +100,8 @@ def _model():
         )
         flow_run_heartbeat_seconds: float = Field(
             10.0,
-            description="How often a deployment's running flow tells the server it is alive; "
-            "a run silent for two intervals is marked Crashed.",
+            description="How often a running flow run (a script's or a deployment's) records "
+            "that it is alive; a run silent for two intervals is marked Crashed.",
         )
         late_runs_grace_seconds: float = Field(
             15.0, description="A scheduled run not started this long after its time is "

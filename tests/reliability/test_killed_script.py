@@ -281,7 +281,7 @@ def query_write(url: str, sql: str) -> None:
 def test_healthy_long_script_is_never_marked_crashed(
         door: str, stack: Stack, tmp_path: Path, kill_on_exit: object) -> None:
     trace = tmp_path / "trace"
-    tasks = 28  # 7 s of naps: seven heartbeat intervals
+    tasks = 40  # 10 s of naps: ten heartbeat intervals
     proc = start_script(stack, HEALTHY, trace, str(tasks), kill_on_exit=kill_on_exit)
     run_id = script_run_id(stack, trace, proc)
     url = database_url(stack.home)
