@@ -52,7 +52,7 @@ def test_import_legato_has_no_heavy_dependencies_or_side_effects() -> None:
 
 # layers, lowest first; a module may import its own layer and lower ones only
 LAYERS = [
-    {"exceptions", "ids", "states", "settings", "version", "schedules"},
+    {"exceptions", "ids", "states", "settings", "version", "schedules", "processes"},
     {"schemas"},
     {"store"},
     {"core"},

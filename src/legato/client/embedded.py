@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from ..core.liveness import check_on_open
 from ..core.orchestrator import Orchestrator
 from ..core.server_core import ServerCore
+from ..processes import host
 from ..store.database import Database
 from ..store.writer import HistoryWriter, WritePolicy
-from ..utilities.process import host
 from .base import BLOCK_CALLS, DEPLOYMENT_CALLS
 from .core_client import CoreClient
 

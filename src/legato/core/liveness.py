@@ -21,10 +21,10 @@ import logging
 
 import sqlalchemy as sa
 
+from ..processes import host, pid_alive
 from ..states import State, StateType
 from ..store import models
 from ..store.database import Database
-from ..utilities.process import host, pid_alive
 from .orchestrator import transition_in_conn
 from .rules import Verdict
 

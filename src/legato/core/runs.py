@@ -17,8 +17,8 @@ from typing import Any
 
 from ..exceptions import InvalidStateTransition, ObjectNotFound
 from ..ids import new_id
+from ..processes import host
 from ..states import TERMINAL_TYPES, State, StateType
-from ..utilities.process import host
 from .rules import Decision, Verdict, decide
 
 _UTC = dt.timezone.utc
