@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from deploy_helpers import LEGATO, Stack, database_url, open_stack, query, truncate, wait_for
+
+from legato import flow
+from legato.settings import reset_settings_cache
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
 
@@ -78,10 +82,15 @@ HEALTHY = """
         return i
 
 
+    @flow(name="healthy-child")
+    def naps(n: int) -> int:  # a subflow beats too
+        return sum(nap(i) for i in range(n))
+
+
     @flow(name="healthy-script")
     def main(n: int) -> int:
         (trace / "run_id").write_text(runtime.flow_run.id)
-        return sum(nap(i) for i in range(n))
+        return naps(n)
 
 
     if __name__ == "__main__":
@@ -307,7 +316,33 @@ def test_healthy_long_script_is_never_marked_crashed(
             assert beat != first_beat  # its heartbeats reached the history
     assert proc.wait() == 0, stack.logs_text()
     assert late_opens >= 1  # opened while it ran, after two intervals (a silent run's crash)
-    states = [t for (t,) in query(url, "SELECT type FROM flow_run_state WHERE flow_run_id = :r "
-                                  "ORDER BY timestamp", r=run_id)]
-    assert states == ["PENDING", "RUNNING", "COMPLETED"], states
-    assert task_run_states(url, [run_id]) == ["COMPLETED"] * tasks
+    runs = flow_runs(url, run_id)
+    assert len(runs) == 2 and {t for t, _ in runs.values()} == {"COMPLETED"}, runs
+    for flow_run_id in runs:  # the script's flow run and its subflow run
+        states = [t for (t,) in query(url, "SELECT type FROM flow_run_state WHERE flow_run_id "
+                                      "= :r ORDER BY timestamp", r=flow_run_id)]
+        assert states == ["PENDING", "RUNNING", "COMPLETED"], states
+    assert task_run_states(url, list(runs)) == ["COMPLETED"] * (tasks + 1)
+
+
+def test_the_heartbeat_thread_runs_only_while_a_flow_runs(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.setenv("LEGATO_FLOW_RUN_HEARTBEAT_SECONDS", "0.05")
+    reset_settings_cache()
+
+    def beating() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name == "legato-heartbeat"]
+
+    @flow(name="inner")
+    def inner() -> list[str]:
+        return beating()
+
+    @flow(name="outer")
+    def outer() -> tuple[list[str], list[str]]:
+        return beating(), inner()
+
+    wait_for(lambda: not beating(), 10, "no flow running in this process")
+    assert outer() == (["legato-heartbeat"], ["legato-heartbeat"])  # one thread for both runs
+    wait_for(lambda: not beating(), 10, "the heartbeat thread to stop after the flow")
+    assert outer() == (["legato-heartbeat"], ["legato-heartbeat"])  # and again for the next
+    wait_for(lambda: not beating(), 10, "the heartbeat thread to stop after the flow")
