@@ -52,7 +52,8 @@ def test_import_legato_has_no_heavy_dependencies_or_side_effects() -> None:
 
 # layers, lowest first; a module may import its own layer and lower ones only
 LAYERS = [
-    {"exceptions", "ids", "states", "settings", "version", "schedules", "redaction"},
+    {"exceptions", "ids", "states", "settings", "version", "schedules", "redaction",
+     "processes"},
     {"schemas"},
     {"store"},
     {"core"},

@@ -108,8 +108,8 @@ def _model():
         )
         flow_run_heartbeat_seconds: float = Field(
             10.0,
-            description="How often a deployment's running flow tells the server it is alive; "
-            "a run silent for two intervals is marked Crashed.",
+            description="How often a running flow run (a script's or a deployment's) records "
+            "that it is alive; a run silent for two intervals is marked Crashed.",
         )
         worker_cancel_grace_seconds: float = Field(
             20.0, description="When a running flow run is cancelled, its worker (agent, "

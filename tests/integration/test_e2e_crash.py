@@ -130,7 +130,8 @@ def test_sigkill_in_durable_mode_keeps_every_finished_task(tmp_path: Path, helpe
     assert done == [(f"step-{i}", "COMPLETED") for i in range(6)]
     states = helpers.sqlite_rows(db, "SELECT count(*) FROM task_run_state")
     assert states == [(18,)]
-    # the flow run was committed Running before the user's code started; nobody ended it
+    # the flow run was committed Running before the user's code started; nobody ended it (the
+    # next process to open the history does: tests/reliability/test_killed_script.py)
     assert helpers.sqlite_rows(db, "SELECT state_type FROM flow_run") == [("RUNNING",)]
     then_a_new_flow_works(home, helpers)
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import os
 from typing import TYPE_CHECKING, Any
 
+from ..core.liveness import check_on_open
 from ..core.orchestrator import Orchestrator
 from ..core.server_core import ServerCore
+from ..processes import host
 from ..store.database import Database
 from ..store.writer import HistoryWriter, WritePolicy
 from .base import BLOCK_CALLS, DEPLOYMENT_CALLS
@@ -23,10 +28,14 @@ def _queries():
 
 
 class EmbeddedClient(CoreClient):
-    def __init__(self, db: Database, policy: WritePolicy) -> None:
+    def __init__(self, db: Database, policy: WritePolicy, *,
+                 heartbeat_seconds: float = 10.0) -> None:
         self.db = db
         self.writer = HistoryWriter(db, policy)
         self.core = Orchestrator(db, self.writer)
+        # no server watches this history's heartbeats: runs whose process died are ended when
+        # this process first uses it (core/liveness.py)
+        db.on_open("liveness", functools.partial(check_on_open, db, heartbeat_seconds))
 
     @property
     def description(self) -> str:
@@ -34,6 +43,16 @@ class EmbeddedClient(CoreClient):
 
     def close(self) -> None:
         self.writer.close()
+
+    def heartbeat_flow_runs(self, run_ids: list[str], interval: float) -> None:
+        """The runs are alive (engine/heartbeat.py): an update of their heartbeat (and of the
+        process running them: a deployment's run was made by another) that goes out with the
+        writer's next flush, well within the interval."""
+        beat = {"heartbeat": dt.datetime.now(dt.timezone.utc), "host": host(),
+                "pid": os.getpid()}
+        for run_id in run_ids:
+            self.writer.update_flow_run(run_id, dict(beat))
+        self.writer.flush_within(interval / 4)
 
     # reads
     def read_flow_runs(self, flt: FlowRunFilter | None = None) -> list[FlowRun]:

@@ -51,7 +51,7 @@ def get_client(settings: Any = None) -> Any:
                 from .embedded import EmbeddedClient
 
                 db = get_database(s.resolved_database_url, s.database_busy_timeout)
-                client = EmbeddedClient(db, policy)
+                client = EmbeddedClient(db, policy, heartbeat_seconds=s.flow_run_heartbeat_seconds)
                 client.core.slot_wait = s.concurrency_slot_wait_seconds
             _clients[key] = client
             _register_atexit()

@@ -436,6 +436,17 @@ class HttpClient(CoreClient):
         finally:
             self.transport.close()
 
+    def heartbeat_flow_runs(self, run_ids: list[str], interval: float) -> None:
+        """The runs are alive (engine/heartbeat.py): the heartbeat call, one per run."""
+        failed: Exception | None = None
+        for run_id in run_ids:
+            try:
+                self.api.heartbeat(run_id)
+            except Exception as exc:  # noqa: BLE001 - the other runs still beat
+                failed = exc
+        if failed is not None:
+            raise failed
+
     # blocks: the server's block routes (client/api.py)
     def __getattr__(self, name: str) -> Any:
         if name in BLOCK_CALLS or name in DEPLOYMENT_CALLS:

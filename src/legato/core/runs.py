@@ -10,12 +10,14 @@ core from the server. This module imports no database code.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from typing import Any
 
 from ..exceptions import InvalidStateTransition, ObjectNotFound
 from ..ids import new_id
+from ..processes import host
 from ..states import TERMINAL_TYPES, State, StateType
 from .rules import Decision, Verdict, decide
 
@@ -152,6 +154,10 @@ class CoreBase:
             "empirical_policy": empirical_policy or {},
             "created": now,
             "updated": now,
+            # the process running it, alive as of now: its heartbeats follow (engine/heartbeat.py)
+            "host": host(),
+            "pid": os.getpid(),
+            "heartbeat": now,
         }
         self._runs[id] = _Run("flow_run")
         # the row and its first state go to the writer together: no flush can split them

@@ -183,6 +183,10 @@ class ServerCore:
         buf = Buffer()
         buf.flows = [r.model_dump() for r in batch.flows]
         buf.flow_run_inserts = {r.id: r.model_dump() for r in batch.flow_run_inserts}
+        now = _now()
+        for row in buf.flow_run_inserts.values():
+            if row["heartbeat"] is not None:  # alive as of now, by this server's clock
+                row["heartbeat"] = now
         # an update that sets nothing (no known field) is no row to write (nor an empty UPDATE)
         buf.flow_run_updates = {k: d for k, v in batch.flow_run_updates.items()
                                 if (d := v.model_dump(exclude_unset=True))}

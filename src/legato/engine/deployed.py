@@ -3,8 +3,8 @@
 This is what a worker starts (in a process, a container or a Kubernetes Job), in the folder it
 pulled the deployment's code into. It loads the flow from the deployment's entrypoint, starts the
 run with the worker's claim token (``LEGATO_CLAIM_TOKEN``: only the current holder may start it,
-so the code never runs twice), sends a heartbeat every ``LEGATO_FLOW_RUN_HEARTBEAT_SECONDS``
-while it runs, and exits 0 when the run Completed, 1 otherwise.
+so the code never runs twice), heartbeats while it runs (as every flow run does:
+engine/heartbeat.py), and exits 0 when the run Completed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,32 +22,6 @@ from ..settings import get_settings
 from ..states import StateType
 
 log = get_logger("legato.engine.deployed")
-
-
-class Heartbeat:
-    """A thread telling the server, every ``interval`` seconds, that the run is alive."""
-
-    def __init__(self, client: Any, run_id: str, interval: float) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.interval = max(interval, 0.05)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="legato-heartbeat", daemon=True)
-
-    def start(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.client.heartbeat(self.run_id)
-            except Exception as exc:  # noqa: BLE001 - a missed beat is retried next interval
-                log.debug("heartbeat of flow run %s failed: %s", self.run_id, exc)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def run_deployed_flow_run(run_id: str, claim_token: int | None = None,
@@ -72,8 +45,7 @@ def run_deployed_flow_run(run_id: str, claim_token: int | None = None,
     if answer["status"] != "ACCEPT":
         log.warning("Flow run %s was not started: %s", run_id, answer.get("reason"))
         return 0  # another worker holds it, or it was cancelled: not this process's to run
-    heartbeat = Heartbeat(client, run_id, settings.flow_run_heartbeat_seconds).start()
-    try:
+    try:  # the engine's heartbeat (engine/heartbeat.py) beats for the run while it runs
         adopted = {"id": run_id, "name": run.name, "tags": list(run.tags),
                    "run_count": answer["run"]["run_count"]}
         params = dict(run.parameters or {})
@@ -84,7 +56,6 @@ def run_deployed_flow_run(run_id: str, claim_token: int | None = None,
         else:
             state = FlowRunEngine(flow, (), params, adopt=adopted).run_sync()
     finally:
-        heartbeat.stop()
         close_clients()
     return 0 if state.type is StateType.COMPLETED else 1
 

@@ -37,6 +37,7 @@ from .common import (
     run_hooks,
 )
 from .drivers import drive_async, drive_sync
+from .heartbeat import heartbeats
 from .parameters import jsonable_parameters
 from .tracebacks import strip_internal_frames
 
@@ -107,6 +108,7 @@ class FlowRunEngine:
         self._start_attempt()
         client.flush()  # the run is visible (and the history writable) before user code runs
         self.started = True
+        heartbeats.add(self.run_id, client, self.settings.flow_run_heartbeat_seconds)
         self.logger.info("Beginning flow run %r for flow %r", name, flow.name)
         return None
 
@@ -330,10 +332,16 @@ class FlowRunEngine:
         return self.finish(state)
 
     def run_sync(self) -> State:
-        return drive_sync(self)
+        try:
+            return drive_sync(self)
+        finally:
+            heartbeats.remove(self.run_id)
 
     async def run_async(self) -> State:
-        return await drive_async(self)
+        try:
+            return await drive_async(self)
+        finally:
+            heartbeats.remove(self.run_id)
 
     def _crashed(self, exc: BaseException) -> State:
         if isinstance(exc, TerminationSignal) and self._being_cancelled():

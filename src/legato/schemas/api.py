@@ -153,6 +153,11 @@ class FlowRunRow(_RunFields):
     empirical_policy: dict[str, Any] = Field(default_factory=dict)
     created: When
     updated: When
+    # the client process running it (host, pid); a heartbeat given here is taken as "alive
+    # now": the server records its own time (clocks differ), and crash detection watches the run
+    host: Annotated[str, Field(max_length=255)] | None = None
+    pid: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    heartbeat: When | None = None
 
 
 class TaskRunRow(_RunFields):

@@ -54,6 +54,8 @@ class FlowRun(_Model):
     job_variables: dict[str, Any] | None = None
     infrastructure_pid: str | None = None
     heartbeat: dt.datetime | None = None
+    host: str | None = None  # the process running it: its host and pid
+    pid: int | None = None
 
 
 class TaskRun(_Model):

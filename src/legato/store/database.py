@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from ..exceptions import (
 from . import models
 
 #: The newest migration's revision. A test checks it matches the migrations folder.
-HEAD_REVISION = "0006_notifications"
+HEAD_REVISION = "0007_run_process"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 _engines: dict[tuple[str, float], Database] = {}
@@ -86,6 +86,8 @@ class Database:
         self.engine = self._create_engine()
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._on_open: dict[str, Callable[[], None]] = {}  # hooks waiting for the first use
+        self._opened: set[str] = set()  # hooks' keys that ran (or wait)
 
     # -- engine ------------------------------------------------------------------------------
     def _create_engine(self) -> sa.Engine:
@@ -204,6 +206,21 @@ class Database:
             with self.translate_errors():
                 migrate(self)
             self._ready = True
+            hooks, self._on_open = list(self._on_open.values()), {}
+        for hook in hooks:
+            hook()
+
+    def on_open(self, key: str, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once, when this process first uses the database (now if it has
+        already); a second hook of the same ``key`` is not added."""
+        with self._ready_lock:
+            if key in self._opened:
+                return
+            self._opened.add(key)
+            if not self._ready:
+                self._on_open[key] = hook
+                return
+        hook()
 
     def dispose(self) -> None:
         self.engine.dispose()

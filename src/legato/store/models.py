@@ -137,6 +137,10 @@ flow_run = sa.Table(
     sa.Column("lease_expires", Timestamp, nullable=True),
     sa.Column("infrastructure_pid", sa.String(512), nullable=True),
     sa.Column("heartbeat", Timestamp, nullable=True),
+    # the process running it (a script's or a deployment's): the host (with its process-id
+    # namespace when that is not the machine's own) and the pid
+    sa.Column("host", sa.String(255), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
     sa.Index(None, "flow_id", "created"),
     sa.Index(None, "state_type", "created"),
     sa.Index(None, "state_name", "created"),
@@ -160,7 +164,7 @@ flow_run = sa.Table(
     info={"optional_columns": frozenset({
         "deployment_id", "work_queue_id", "work_queue_name", "auto_scheduled", "idempotency_key",
         "job_variables", "claim_token", "claimed_by", "lease_expires", "infrastructure_pid",
-        "heartbeat"})},
+        "heartbeat", "host", "pid"})},
 )
 
 task_run = sa.Table(

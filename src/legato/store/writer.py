@@ -32,6 +32,8 @@ class WritePolicy:
     """Decides when buffered rows are written."""
 
     name = "base"
+    #: how often a background thread flushes (None: only when the engine asks)
+    background_interval: float | None = None
 
     def start(self, writer: HistoryWriter) -> None:  # noqa: B027 - optional hook
         pass
@@ -54,7 +56,7 @@ class BatchedPolicy(WritePolicy):
     name = "batched"
 
     def __init__(self, interval: float = 0.5, max_rows: int = 20_000) -> None:
-        self.interval = interval
+        self.interval = self.background_interval = interval
         self.max_rows = max_rows
         self._threshold = max_rows
         self._thread: threading.Thread | None = None
@@ -286,6 +288,15 @@ class HistoryWriter:
 
     def after_terminal_state(self) -> None:
         self.policy.after_terminal_state(self)
+
+    def flush_within(self, seconds: float) -> None:
+        """Have what is buffered written within ``seconds``: by the background flush when it
+        runs that often, else now (a heartbeat rides on the next flush where it can)."""
+        interval = self.policy.background_interval
+        if interval is not None and interval <= seconds:
+            self._ensure_started()
+        else:
+            self.flush()
 
     # -- flush ---------------------------------------------------------------------------------
     def flush(self) -> None:
