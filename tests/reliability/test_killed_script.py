@@ -21,7 +21,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from deploy_helpers import LEGATO, Stack, database_url, open_stack, query, truncate, wait_for
+from tests.integration.deploy_helpers import (
+    LEGATO,
+    Stack,
+    database_url,
+    open_stack,
+    query,
+    truncate,
+    wait_for,
+)
+from tests.reliability.figures import record
 
 from legato import flow
 from legato.settings import reset_settings_cache
@@ -235,8 +244,8 @@ def test_killed_script_is_crashed_by_the_next_process_that_opens_the_history(
     run_opener(stack)  # its process is gone from this host: Crashed at once, whatever the time
     took = time.monotonic() - killed_at
     assert_crashed_with_everything_ended(url, run_id, "is gone")
-    print(f"\n[time to Crashed] embedded {history}: {took:.2f} s from the kill to the end of "
-          "the next script's flow (its whole process)")
+    record(f"plain script SIGKILLed, embedded {history} (heartbeat {HEARTBEAT:g} s)",
+           "kill to Crashed (the next script's whole run, which finds its pid dead)", took)
 
 
 @pytest.mark.parametrize("silent", ["another host", "pid alive"])
@@ -258,8 +267,8 @@ def test_silent_run_is_crashed_after_two_heartbeat_intervals(
     assert listed_state(stack, run_id) == "CRASHED"
     took = time.monotonic() - killed_at
     assert_crashed_with_everything_ended(url, run_id, "No heartbeat")
-    print(f"\n[time to Crashed] embedded {history}, {silent}: {took:.2f} s from the kill "
-          "(two opens of the history)")
+    record(f"plain script silent ({silent}), embedded {history} (heartbeat {HEARTBEAT:g} s)",
+           "kill to Crashed (two opens of the history)", took)
 
 
 def test_killed_script_through_a_server_is_crashed_by_its_heartbeat(
@@ -274,7 +283,8 @@ def test_killed_script_through_a_server_is_crashed_by_its_heartbeat(
              on_timeout=lambda: f"{flow_runs(url, run_id)}\n{stack.logs_text()}")
     took = time.monotonic() - killed_at
     assert_crashed_with_everything_ended(url, run_id, "No heartbeat")
-    print(f"\n[time to Crashed] server: {took:.2f} s from the kill (heartbeat {HEARTBEAT:g} s)")
+    record(f"plain script SIGKILLed, through a server (heartbeat {HEARTBEAT:g} s)",
+           "kill to Crashed (server's crash detection)", took)
 
 
 def query_write(url: str, sql: str) -> None:

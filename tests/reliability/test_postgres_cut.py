@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import _truncate
-from tests.integration.deploy_helpers import Stack, open_stack
+from tests.integration.deploy_helpers import Stack, open_stack, truncate
 
 from legato.schemas import TaskRunFilter
 from legato.settings import reset_settings_cache
@@ -47,7 +46,7 @@ SCRIPT = textwrap.dedent(f'''
 @pytest.fixture
 def pg_stack(tmp_path: Path, legato_home: Path, postgres_url: str,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    _truncate(postgres_url)
+    truncate(postgres_url)
     monkeypatch.setenv("LEGATO_DATABASE_URL", postgres_url)
     reset_settings_cache()
     with open_stack(tmp_path, legato_home) as stack:

@@ -20,8 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import _truncate
-from tests.integration.deploy_helpers import Server, Stack, free_port, now, open_stack, wait_for
+from tests.integration.deploy_helpers import (
+    Server,
+    Stack,
+    free_port,
+    now,
+    open_stack,
+    truncate,
+    wait_for,
+)
 from tests.reliability.figures import record
 
 from legato.client.factory import close_clients
@@ -40,7 +47,7 @@ HEARTBEAT = 2.0  # so a server that counted its own downtime as silence would cr
 @pytest.fixture
 def pg_stack(tmp_path: Path, legato_home: Path, postgres_url: str,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    _truncate(postgres_url)
+    truncate(postgres_url)
     monkeypatch.setenv("LEGATO_DATABASE_URL", postgres_url)
     reset_settings_cache()
     with open_stack(tmp_path, legato_home) as stack:
