@@ -9,15 +9,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.integration.deploy_helpers import Stack, open_stack, truncate
+from tests.integration.deploy_helpers import Stack
 
 from legato.schemas import TaskRunFilter
-from legato.settings import reset_settings_cache
 from legato.states import StateType
 
 pytestmark = [pytest.mark.skipif(os.name != "posix", reason="process groups"),
@@ -42,15 +40,6 @@ SCRIPT = textwrap.dedent(f'''
     print("result", through_cuts())
 ''')
 
-
-@pytest.fixture
-def pg_stack(tmp_path: Path, legato_home: Path, postgres_url: str,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    truncate(postgres_url)
-    monkeypatch.setenv("LEGATO_DATABASE_URL", postgres_url)
-    reset_settings_cache()
-    with open_stack(tmp_path, legato_home) as stack:
-        yield stack
 
 
 class Cutter:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,12 @@ from tests.integration.deploy_helpers import (
     Stack,
     free_port,
     now,
-    open_stack,
-    truncate,
     wait_for,
 )
 from tests.reliability.figures import record
 
 from legato.client.factory import close_clients
 from legato.schemas import TaskRunFilter
-from legato.settings import reset_settings_cache
 from legato.states import TERMINAL_TYPES, StateType
 
 pytestmark = [pytest.mark.skipif(os.name != "posix", reason="process groups and SIGKILL"),
@@ -45,15 +41,10 @@ HEARTBEAT = 2.0  # so a server that counted its own downtime as silence would cr
 
 
 @pytest.fixture
-def pg_stack(tmp_path: Path, legato_home: Path, postgres_url: str,
-             monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    truncate(postgres_url)
-    monkeypatch.setenv("LEGATO_DATABASE_URL", postgres_url)
-    reset_settings_cache()
-    with open_stack(tmp_path, legato_home) as stack:
-        stack.settings["LEGATO_FLOW_RUN_HEARTBEAT_SECONDS"] = str(HEARTBEAT)
-        stack.settings["LEGATO_LATE_RUNS_GRACE_SECONDS"] = "5"
-        yield stack
+def outage_stack(pg_stack: Stack) -> Stack:
+    pg_stack.settings["LEGATO_FLOW_RUN_HEARTBEAT_SECONDS"] = str(HEARTBEAT)
+    pg_stack.settings["LEGATO_LATE_RUNS_GRACE_SECONDS"] = "5"
+    return pg_stack
 
 
 def kill_server(server: Server) -> None:
@@ -73,8 +64,9 @@ def done_at(trace: Path, run_id: str) -> float | None:
 
 
 @pytest.mark.parametrize("outage", [15, 60, 300])
-def test_a_server_outage_is_waited_out(pg_stack: Stack, tmp_path: Path, outage: int) -> None:
-    stack = pg_stack
+def test_a_server_outage_is_waited_out(outage_stack: Stack, tmp_path: Path,
+                                      outage: int) -> None:
+    stack = outage_stack
     trace, marker = tmp_path / "trace", tmp_path / "release"
     trace.mkdir()
     port = free_port()
@@ -137,10 +129,10 @@ def test_a_server_outage_is_waited_out(pg_stack: Stack, tmp_path: Path, outage: 
 
 
 def test_past_the_outage_window_the_history_waits_in_the_spool(
-        pg_stack: Stack, tmp_path: Path, legato_home: Path) -> None:
+        outage_stack: Stack, tmp_path: Path, legato_home: Path) -> None:
     """A script whose server stays away past its window ends with its history in a spool file;
     the next Legato process on the machine delivers it, in order, whole."""
-    stack = pg_stack
+    stack = outage_stack
     port = free_port()
     server = stack.start_server(port=port)
     released = tmp_path / "released"
