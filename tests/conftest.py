@@ -16,6 +16,7 @@ PG_ADMIN_DSN = os.environ.get("LEGATO_TEST_PG_ADMIN", "postgresql://postgres@127
 @pytest.fixture(autouse=True)
 def legato_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh LEGATO_HOME (and no stray LEGATO_* settings from the developer's shell)."""
+    from legato import redaction
     from legato.client.factory import close_clients
     from legato.settings import reset_settings_cache
 
@@ -29,6 +30,7 @@ def legato_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     yield home
     close_clients()
     reset_settings_cache()
+    redaction._forget_all()  # the secrets a test's blocks registered are that test's alone
 
 
 def _pg_admin():

@@ -59,8 +59,10 @@ def traces(trace: Path, run_id: str) -> list[str]:
 
 
 def done_at(trace: Path, run_id: str) -> float | None:
+    """When the run's code finished (None: not yet; the file may exist but not be written)."""
     path = trace / f"{run_id}.done"
-    return float(path.read_text().split()[0]) if path.exists() else None
+    words = path.read_text().split() if path.exists() else []
+    return float(words[0]) if words else None
 
 
 @pytest.mark.parametrize("outage", [15, 60, 300])
