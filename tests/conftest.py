@@ -149,3 +149,10 @@ def history_or_server(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
     if server is not None:
         close_clients()  # flush the HTTP client while its server still answers
         server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The server-outage tests wait out outages of up to 5 minutes: they go first, so that
+    ``-n 2`` runs the rest of the suite beside them instead of after them (xdist hands the
+    first tests out in turn, one to each worker)."""
+    items.sort(key=lambda item: "reliability/test_server_outage.py" not in item.nodeid)
