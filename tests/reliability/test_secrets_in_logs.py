@@ -1,6 +1,6 @@
 """Secrets never reach logs: a flow that prints, logs and raises with the values of saved
 blocks' secrets (a Secret block, string and object; AWS and GCP credentials; a Slack webhook
-URL) leaves ``********`` where each was, in every stored log row, in `legato flow-run logs`,
+URL) leaves ``********`` where each was, in every stored log row and state message, in `legato flow-run logs`,
 in the API's log answer and on its console, on both doors: the embedded SQLite history and a
 real `legato server start` (the flow running with LEGATO_API_URL set)."""
 
@@ -88,6 +88,20 @@ def stored_rows(home: Path, run_id: str) -> str:
     return "\n".join(str(r[0]) for r in rows)
 
 
+def assert_states_masked(home: Path, values: dict[str, str]) -> None:
+    """The Failed task run's state message quotes the secret's exception: masked too, in the
+    run's row and in its state history."""
+    url = database_url(home)
+    messages = [str(m) for (m,) in query(url, "SELECT state_message FROM task_run")
+                + query(url, "SELECT message FROM task_run_state")
+                + query(url, "SELECT state_message FROM flow_run")
+                + query(url, "SELECT message FROM flow_run_state")]
+    text = "\n".join(messages)
+    for name, value in values.items():
+        assert value not in text, f"the {name} secret is in a stored state message:\n{text}"
+    assert f"denied for {MASK}" in text, text
+
+
 @pytest.fixture
 def stack(tmp_path: Path, legato_home: Path) -> Iterator[Stack]:
     with open_stack(tmp_path, legato_home) as s:
@@ -108,6 +122,7 @@ def test_embedded_sqlite_history(stack: Stack, tmp_path: Path, values: dict[str,
     assert_masked(console, values, "the flow's console output")
     assert_masked(stored_rows(stack.home, run_id), values, "the stored log rows")
     assert_masked(cli_logs(env, run_id), values, "`legato flow-run logs`")
+    assert_states_masked(stack.home, values)
 
 
 def test_through_a_real_server(stack: Stack, tmp_path: Path, values: dict[str, str]) -> None:
@@ -128,6 +143,7 @@ def test_through_a_real_server(stack: Stack, tmp_path: Path, values: dict[str, s
     assert_masked(api_text, values, "the API's log answer")
     assert_masked(stored_rows(stack.home, run_id), values, "the stored log rows")
     assert_masked(cli_logs(stack.env, run_id), values, "`legato flow-run logs`")
+    assert_states_masked(stack.home, values)
 
 
 def test_short_values_are_left_alone_and_long_ones_masked() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..exceptions import InvalidStateTransition, ObjectNotFound
 from ..ids import new_id
+from ..redaction import redact
 from ..processes import host
 from ..states import TERMINAL_TYPES, State, StateType
 from .rules import Decision, Verdict, decide
@@ -220,6 +221,8 @@ class CoreBase:
         _insert: dict[str, Any] | None = None,
     ) -> Decision:
         """Propose ``state`` for a run. Returns the decision; an accepted state is recorded."""
+        if state.message:  # a message quoting an exception that quotes a block's secret
+            state.message = redact(state.message)
         run = self._runs.get(run_id) or self._load(kind, run_id)
         stype = state.type
         if _insert is None and (

@@ -1,5 +1,6 @@
 """A flow that does everything a careless flow does with secrets: prints them, logs them with its
-run logger, logs an exception whose message and traceback hold one. Run as a script:
+run logger, logs an exception whose message and traceback hold one, fails a task with one in
+its exception (so in its Failed state's message). Run as a script:
 ``python secret_flows.py RUN_ID_FILE``; the blocks it loads were saved by the test."""
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ def use_cloud_keys() -> None:
         get_run_logger().exception("the call failed")
 
 
+@task
+def denied() -> None:
+    key = AwsCredentials.load("aws").aws_secret_access_key.get_secret_value()
+    raise PermissionError(f"denied for {key}")  # the task run's Failed state quotes it
+
+
 @flow(log_prints=True)
 def leaky() -> str:
     logger = get_run_logger()
@@ -37,6 +44,7 @@ def leaky() -> str:
     logger.info("token is %s", token)
     logger.warning("slack hook: %s", SlackWebhook.load("alerts").url.get_secret_value())
     use_cloud_keys()
+    assert denied(return_state=True).is_failed()
     return flow_run.id
 
 
