@@ -193,7 +193,7 @@ def keyed_server(start_server: Any) -> Any:
 def test_keys_never_appear_in_a_real_servers_output(keyed_server: Any) -> None:
     _calls(lambda path, headers: httpx.get(keyed_server.url + path, headers=headers, timeout=10))
     # the HTTP client of the SDK and the CLI, with a good and a bad key
-    from legato.client.http import Transport
+    from legato.client.transport import Transport
 
     Transport(keyed_server.api_url, K1).request("GET", "/health")
     with pytest.raises(AuthenticationError):
@@ -207,7 +207,7 @@ def test_keys_never_appear_in_a_real_servers_output(keyed_server: Any) -> None:
 
 
 def test_the_http_client_says_a_key_was_refused_without_repeating_it(keyed_server: Any) -> None:
-    from legato.client.http import Transport
+    from legato.client.transport import Transport
 
     assert Transport(keyed_server.api_url, K2).request("GET", "/health").json() is True
     for key, why in ((WRONG, "not accepted"), (None, "requires an API key")):

@@ -452,7 +452,7 @@ def test_text_from_user_code_with_lone_surrogates_is_recorded_escaped(
     exception's message, as the SDK's HTTP client sends it: recorded escaped, as the embedded
     history records it, rather than failing the client's batch (again at every flush) or its
     state change."""
-    from legato.client.http import dumps
+    from legato.client.transport import dumps
 
     now = dt.datetime.now(dt.timezone.utc)
     log_id = new_id()

@@ -22,7 +22,7 @@ def login(
         exit_with_error(f"--url {url!r} is not a URL; give e.g. http://127.0.0.1:4200/api.")
     if check:
         from ..client.api import SyncApi  # lazy: httpx, for CLI start-up time
-        from ..client.http import Transport
+        from ..client.transport import Transport
 
         with SyncApi(Transport(url, key, timeout=10, retries=1)) as api:
             api.version()  # raises AuthenticationError (401) or ServerUnreachableError

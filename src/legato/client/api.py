@@ -1,12 +1,12 @@
 """The API's calls, written once (:class:`_Calls`), run by a sync (:class:`SyncApi`) or an async
-(:class:`AsyncApi`) caller over a :class:`~legato.client.http.Transport`."""
+(:class:`AsyncApi`) caller over a :class:`~legato.client.transport.Transport`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..states import State
-from .http import Transport, _state_body
+from .transport import Transport, state_body
 
 
 def _quote(text: str) -> str:
@@ -91,7 +91,7 @@ class _Calls:
     def set_flow_run_state(run_id: str, state: State, *, new_attempt: bool = False,
                            force: bool = False) -> tuple:
         return ("POST", f"/flow_runs/{run_id}/set_state",
-                {"state": _state_body(state), "new_attempt": new_attempt, "force": force},
+                {"state": state_body(state), "new_attempt": new_attempt, "force": force},
                 lambda r: r.json())
 
     @staticmethod

@@ -38,7 +38,8 @@ def get_client(settings: Any = None) -> Any:
 
             policy = policy_for(s.history_write_mode, s.history_flush_interval)
             if s.api_url:
-                from .http import HttpClient, Transport
+                from .http import HttpClient
+                from .transport import Transport
 
                 transport = Transport(s.api_url, s.api_key, timeout=s.api_request_timeout,
                                       retries=s.api_request_retries,

@@ -55,7 +55,7 @@ def get_client(sync_client: bool = False) -> Any:
         return _Embedded(asynchronous=not sync_client)
     # lazy: httpx, only when a server is configured
     from .api import AsyncApi, SyncApi
-    from .http import Transport
+    from .transport import Transport
 
     transport = Transport(s.api_url, s.api_key, timeout=s.api_request_timeout,
                           retries=s.api_request_retries,

@@ -17,8 +17,8 @@ from typing import Any
 
 from ..exceptions import InvalidStateTransition, ObjectNotFound
 from ..ids import new_id
-from ..redaction import redact
 from ..processes import host
+from ..redaction import redact
 from ..states import TERMINAL_TYPES, State, StateType
 from .rules import Decision, Verdict, decide
 
