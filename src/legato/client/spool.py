@@ -22,32 +22,21 @@ import json
 import logging
 import os
 import re
-import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import LegatoError, ServerUnreachableError
+from ..processes import host, pid_alive
 
 log = logging.getLogger("legato.client")
 
-_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:64] or "host"
 _NAME = re.compile(r"^(?P<server>[0-9a-f]{12})-(?P<host>.+)-(?P<pid>[0-9]+)\.jsonl"
                    r"(?:\.sending-(?P<sender>[0-9]+))?$")
 
 
 def server_key(api_url: str) -> str:
     return hashlib.sha256(api_url.rstrip("/").encode()).hexdigest()[:12]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Spool:
@@ -57,7 +46,10 @@ class Spool:
         self.dir = home / "spool"
         self.api_url = api_url.rstrip("/")
         self.key = server_key(self.api_url)
-        self.path = self.dir / f"{self.key}-{_HOST}-{os.getpid()}.jsonl"
+        # the host as flow runs record it (a container's pid namespace included): a pid is
+        # judged only by a process that numbers processes the same way
+        self.host = re.sub(r"[^A-Za-z0-9_.]", "_", host())[:100] or "host"
+        self.path = self.dir / f"{self.key}-{self.host}-{os.getpid()}.jsonl"
         self._dumps = dumps  # the HTTP client's JSON encoder (datetimes as ISO strings)
         self._pending: list[bytes] = []  # appended and not yet sent, in order
         self._lock = threading.Lock()
@@ -109,9 +101,9 @@ class Spool:
         sent = 0
         for name in sorted(names):
             m = _NAME.match(name)
-            if (m is None or m["server"] != self.key or m["host"] != _HOST
-                    or int(m["pid"]) == os.getpid() or _alive(int(m["pid"]))
-                    or (m["sender"] and _alive(int(m["sender"])))):
+            if (m is None or m["server"] != self.key or m["host"] != self.host
+                    or int(m["pid"]) == os.getpid() or pid_alive(int(m["pid"]))
+                    or (m["sender"] and pid_alive(int(m["sender"])))):
                 continue
             claimed = self.dir / f"{m['server']}-{m['host']}-{m['pid']}.jsonl.sending-{os.getpid()}"
             try:
